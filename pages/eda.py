@@ -1,0 +1,63 @@
+"""Dataset page: what the training data looks like, from the summary shipped in assets/."""
+
+import streamlit as st
+
+from pneumonia import app_state, charts, eda
+
+st.title("The data set")
+st.markdown(
+    "Pediatric chest radiographs (children aged 1-5) from Guangzhou Women and Children's Medical Center, "
+    "published by Kermany et al., *Cell* 2018 (CC BY 4.0). The figures below are computed by "
+    "`python -m pneumonia.eda` from the copy of the data used here; the official 624-image test split is "
+    "not part of it."
+)
+summary, arrays = st.cache_data(eda.load)(app_state.ROOT / "assets")
+
+
+def show(figure_and_answer) -> None:
+    fig, answer = figure_and_answer
+    st.plotly_chart(fig, width="stretch")
+    st.caption(answer)
+
+
+c1, c2 = st.columns(2)
+with c1:
+    show(charts.counts_by_split(summary))
+with c2:
+    show(charts.patients_by_split(summary))
+c1, c2 = st.columns(2)
+with c1:
+    show(charts.subtype_counts(summary))
+with c2:
+    show(charts.images_per_patient(summary))
+show(charts.size_scatter(summary))
+c1, c2 = st.columns(2)
+with c1:
+    show(charts.intensity_histograms(summary))
+with c2:
+    show(charts.mean_images(arrays))
+
+st.subheader("Samples per class and subtype")
+samples = app_state.sample_files()
+for group in ("NORMAL_normal", "PNEUMONIA_bacteria", "PNEUMONIA_virus"):
+    row = [p for p in samples if p.name.startswith(group)]
+    st.markdown(f"**{group.replace('_', ' / ')}**")
+    cols = st.columns(4)
+    for col, path in zip(cols, row):
+        col.image(str(path), caption=path.name.split("_", 2)[-1], width="stretch")
+st.caption(
+    "Normal lungs are dark and clear; bacterial pneumonia tends to show focal consolidation, viral a "
+    "more diffuse interstitial pattern."
+)
+
+st.subheader("Training augmentation")
+sample = st.selectbox("Sample", samples, format_func=lambda p: p.name, key="aug_sample")
+strength = st.slider("Augmentation strength", 0.0, 2.0, 1.0, 0.25, key="aug_strength")
+previews = app_state.augmentation_preview(sample.read_bytes(), sample.name, strength)
+cols = st.columns(len(previews))
+for i, (col, img) in enumerate(zip(cols, previews)):
+    col.image(img, caption="model input" if i == 0 else f"augmented #{i}", width="stretch")
+st.caption(
+    "Training sees each image with random rotation (up to ~11 degrees), shift, zoom, gamma, contrast, "
+    "brightness, blur and noise, and never mirrored: the heart sits on the left."
+)

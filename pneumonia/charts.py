@@ -1,0 +1,308 @@
+"""Plotly figures for the EDA and performance pages, each with the one-line answer it gives.
+
+Every builder returns ``(figure, answer)``; the answer is computed from the data shown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import plotly.io as pio
+from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+from pneumonia.metrics import confusion, rates
+
+CLASS_COLOURS = {
+    "NORMAL": "#2b8cbe",
+    "PNEUMONIA": "#e6550d",
+    "normal": "#2b8cbe",
+    "bacteria": "#e6550d",
+    "virus": "#fdae6b",
+    "original": "#31a354",
+    "squashed_224": "#969696",
+}
+OP_COLOURS = {"high_sensitivity": "#d62728", "balanced": "#1f77b4", "high_specificity": "#2ca02c"}
+
+pio.templates["pneumonia"] = go.layout.Template(
+    layout=go.Layout(
+        font={"family": "Source Sans Pro, sans-serif", "size": 13},
+        margin={"l": 40, "r": 20, "t": 50, "b": 40},
+        colorway=["#1f5fa8", "#e6550d", "#31a354", "#756bb1", "#969696"],
+        legend={"orientation": "h", "y": -0.2},
+    )
+)
+pio.templates.default = "plotly_white+pneumonia"
+
+
+# ---------------------------------------------------------------- EDA
+def counts_by_split(summary: dict) -> tuple[go.Figure, str]:
+    df = pd.DataFrame(summary["counts"])
+    fig = px.bar(
+        df,
+        x="split",
+        y="images",
+        color="label_name",
+        barmode="group",
+        text="images",
+        hover_data=["patients"],
+        color_discrete_map=CLASS_COLOURS,
+        title="Images per split and class",
+        labels={"label_name": "class"},
+    )
+    tr = df[df["split"] == "train"].set_index("label_name")
+    ratio = tr.loc["PNEUMONIA", "images"] / tr.loc["NORMAL", "images"]
+    return fig, (
+        f"Pneumonia images outnumber normal ones {ratio:.1f} to 1 in train; training balances this with "
+        "class weights, so both classes weigh the same in the loss."
+    )
+
+
+def patients_by_split(summary: dict) -> tuple[go.Figure, str]:
+    df = pd.DataFrame(summary["counts"])
+    fig = px.bar(
+        df,
+        x="split",
+        y="patients",
+        color="label_name",
+        barmode="group",
+        text="patients",
+        color_discrete_map=CLASS_COLOURS,
+        title="Patients per split and class",
+        labels={"label_name": "class"},
+    )
+    n = int(df["patients"].sum())
+    return fig, (
+        f"{n:,} patients in all: splits must be made by patient, or images of one child would sit on "
+        "both sides of a split and flatter the scores."
+    )
+
+
+def subtype_counts(summary: dict) -> tuple[go.Figure, str]:
+    df = pd.DataFrame(summary["subtypes"])
+    fig = px.bar(
+        df,
+        x="split",
+        y="images",
+        color="subtype",
+        barmode="group",
+        text="images",
+        color_discrete_map=CLASS_COLOURS,
+        title="Bacterial vs viral pneumonia",
+    )
+    tot = df.groupby("subtype")["images"].sum()
+    return fig, (
+        f"Bacterial pneumonia is {tot.get('bacteria', 0) / max(tot.get('virus', 1), 1):.1f}x as common as "
+        "viral; the model is not trained to tell them apart, but its recall is reported for each."
+    )
+
+
+def images_per_patient(summary: dict) -> tuple[go.Figure, str]:
+    df = pd.DataFrame(summary["images_per_patient"])
+    fig = px.bar(
+        df,
+        x="n",
+        y="patients",
+        color="label_name",
+        barmode="group",
+        color_discrete_map=CLASS_COLOURS,
+        title="Images per patient",
+        labels={"n": "images of one patient", "label_name": "class"},
+    )
+    multi = df[df["n"] > 1]["patients"].sum() / df["patients"].sum()
+    return fig, f"{multi:.0%} of patients have more than one image, mostly pneumonia cases."
+
+
+def size_scatter(summary: dict) -> tuple[go.Figure, str]:
+    s = pd.DataFrame(summary["sizes"])
+    s["aspect"] = s["width"] / s["height"]
+    fig = px.histogram(
+        s,
+        x="aspect",
+        color="kind",
+        nbins=60,
+        barmode="overlay",
+        opacity=0.75,
+        color_discrete_map=CLASS_COLOURS,
+        title="Aspect ratio (width / height) of the files here",
+        labels={"kind": "file kind"},
+    )
+    share = (s["kind"] == "squashed_224").mean()
+    orig = s[s["kind"] == "original"]["aspect"]
+    return fig, (
+        f"{share:.0%} of the files are 224x224 copies squashed to a square (aspect 1.0, lost); the "
+        f"originals keep aspects of {orig.quantile(0.05):.2f}-{orig.quantile(0.95):.2f}. The model squashes "
+        "every image to a square so both kinds look alike."
+    )
+
+
+def intensity_histograms(summary: dict) -> tuple[go.Figure, str]:
+    h = summary["intensity_histogram"]
+    centres = (np.array(h["bin_edges"][:-1]) + np.array(h["bin_edges"][1:])) / 2
+    fig = go.Figure()
+    means = {}
+    for label in ("NORMAL", "PNEUMONIA"):
+        freq = np.array(h[label])
+        means[label] = float((centres * freq).sum() / freq.sum())
+        fig.add_scatter(x=centres, y=freq, name=label, mode="lines", line={"color": CLASS_COLOURS[label]})
+    fig.update_layout(
+        title="Pixel intensity per class (mean histogram)", xaxis_title="grey level", yaxis_title="fraction of pixels"
+    )
+    return fig, (
+        f"Mean grey level: normal {means['NORMAL']:.0f}, pneumonia {means['PNEUMONIA']:.0f}. The "
+        "distributions overlap heavily: brightness alone cannot separate the classes."
+    )
+
+
+def mean_images(arrays: dict[str, np.ndarray]) -> tuple[go.Figure, str]:
+    from plotly.subplots import make_subplots
+
+    names = [
+        ("mean_NORMAL", "Mean, normal"),
+        ("mean_PNEUMONIA", "Mean, pneumonia"),
+        ("std_NORMAL", "Std, normal"),
+        ("std_PNEUMONIA", "Std, pneumonia"),
+    ]
+    fig = make_subplots(rows=1, cols=4, subplot_titles=[t for _, t in names])
+    for i, (key, _) in enumerate(names, start=1):
+        fig.add_trace(go.Heatmap(z=arrays[key][::-1], colorscale="gray", showscale=False), row=1, col=i)
+        fig.update_xaxes(visible=False, row=1, col=i)
+        fig.update_yaxes(visible=False, scaleanchor=f"x{i}", row=1, col=i)
+    diff = float(np.abs(arrays["mean_PNEUMONIA"] - arrays["mean_NORMAL"]).mean())
+    fig.update_layout(title="Mean and standard deviation image per class (squashed to 128x128)", height=330)
+    return fig, (
+        f"The class means differ by {diff:.1f} grey levels on average, most in the lung fields: "
+        "pneumonia images are hazier there, with a less sharp heart border."
+    )
+
+
+# ---------------------------------------------------------------- performance
+def confusion_matrix_figure(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[go.Figure, dict]:
+    tn, fp, fn, tp = confusion(y, p, threshold)
+    z = [[tn, fp], [fn, tp]]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=["predicted normal", "predicted pneumonia"],
+            y=["normal", "pneumonia"],
+            text=z,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+        )
+    )
+    fig.update_layout(
+        title=f"Confusion matrix at threshold {threshold:.3f}", yaxis={"autorange": "reversed"}, height=360
+    )
+    return fig, rates(tn, fp, fn, tp) | {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+
+
+def roc_figure(y: np.ndarray, p: np.ndarray, ops: dict) -> tuple[go.Figure, str]:
+    fpr, tpr, _ = roc_curve(y, p)
+    a = auc(fpr, tpr)
+    fig = go.Figure(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"ROC (AUC {a:.3f})"))
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"}, name="chance")
+    for name, op in ops.items():
+        r = rates(*confusion(y, p, op["threshold"]))
+        fig.add_scatter(
+            x=[1 - r["specificity"]],
+            y=[r["sensitivity"]],
+            mode="markers",
+            name=name,
+            marker={"size": 12, "color": OP_COLOURS.get(name)},
+        )
+    fig.update_layout(title="ROC curve", xaxis_title="1 - specificity", yaxis_title="sensitivity", height=420)
+    return fig, f"AUC {a:.3f}: the probability that a random pneumonia image scores above a random normal one."
+
+
+def pr_figure(y: np.ndarray, p: np.ndarray, ops: dict) -> tuple[go.Figure, str]:
+    prec, rec, _ = precision_recall_curve(y, p)
+    a = auc(rec, prec)
+    fig = go.Figure(go.Scatter(x=rec, y=prec, mode="lines", name=f"PR (AUC {a:.3f})"))
+    for name, op in ops.items():
+        r = rates(*confusion(y, p, op["threshold"]))
+        fig.add_scatter(
+            x=[r["sensitivity"]],
+            y=[r["precision"]],
+            mode="markers",
+            name=name,
+            marker={"size": 12, "color": OP_COLOURS.get(name)},
+        )
+    fig.update_layout(
+        title="Precision-recall curve", xaxis_title="recall (sensitivity)", yaxis_title="precision (PPV)", height=420
+    )
+    base = float(np.mean(y))
+    return fig, (
+        f"PR AUC {a:.3f} against a baseline of {base:.2f} (the pneumonia share here); precision depends "
+        "on prevalence, so it will differ in another population."
+    )
+
+
+def reliability_figure(cal: dict) -> tuple[go.Figure, str]:
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"}, name="perfect")
+    for key, name in (("before", "before calibration"), ("after", "after calibration")):
+        c = cal[key]["curve"]
+        fig.add_scatter(
+            x=c["mean_predicted"],
+            y=c["fraction_positive"],
+            mode="lines+markers",
+            name=f"{name} (ECE {cal[key]['ece']:.3f}, Brier {cal[key]['brier']:.3f})",
+        )
+    fig.update_layout(
+        title="Reliability diagram",
+        xaxis_title="mean predicted probability",
+        yaxis_title="observed pneumonia fraction",
+        height=420,
+    )
+    return fig, (
+        f"Calibration moved ECE from {cal['before']['ece']:.3f} to {cal['after']['ece']:.3f} and Brier from "
+        f"{cal['before']['brier']:.3f} to {cal['after']['brier']:.3f}."
+    )
+
+
+def history_figure(history: pd.DataFrame) -> tuple[go.Figure, str]:
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "AUC"])
+    ep = history["epoch"] + 1
+    for col, row_col in (("loss", 1), ("auc", 2)):
+        fig.add_scatter(x=ep, y=history[col], name=f"train {col}", mode="lines", row=1, col=row_col)
+        fig.add_scatter(x=ep, y=history[f"val_{col}"], name=f"validation {col}", mode="lines", row=1, col=row_col)
+    best = int(history["val_auc"].idxmax())
+    fig.update_layout(title="Training curves", height=380)
+    return fig, (
+        f"Validation AUC peaked at {history['val_auc'].max():.4f} in epoch {best + 1}; early stopping kept "
+        "those weights. Training loss includes augmentation and label smoothing, so it stays above "
+        "validation loss."
+    )
+
+
+def subtype_recall_figure(per_subtype: dict) -> tuple[go.Figure, str]:
+    rows = [
+        {
+            "group": k,
+            "rate": v.get("recall", v.get("specificity")),
+            "measure": "recall" if "recall" in v else "specificity",
+            "n": v["n"],
+        }
+        for k, v in per_subtype.items()
+    ]
+    df = pd.DataFrame(rows)
+    fig = px.bar(
+        df,
+        x="group",
+        y="rate",
+        color="measure",
+        text=df["rate"].map("{:.1%}".format),
+        hover_data=["n"],
+        title="Recall per subtype (specificity for normals)",
+        range_y=[0, 1.05],
+    )
+    rec = {r["group"]: r["rate"] for r in rows}
+    return fig, (
+        f"Bacterial recall {rec.get('bacteria', float('nan')):.1%}, viral "
+        f"{rec.get('virus', float('nan')):.1%}: viral pneumonia is subtler on a radiograph and is missed "
+        "more often."
+    )

@@ -1,0 +1,81 @@
+"""Class-activation heatmaps from tf-keras-vis, with flat-map detection and overlays."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pneumonia.network import LAST_CONV_LAYER
+
+METHODS = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Faster-ScoreCAM",
+    "layercam": "LayerCAM",
+}
+COLORMAPS = {
+    "jet": cv2.COLORMAP_JET,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "turbo": cv2.COLORMAP_TURBO,
+}
+FLAT_RANGE = 1e-6  # a map whose raw range is below this carries no information
+SCORECAM_MAX_N = 16  # Faster-ScoreCAM: only the 16 strongest channels are masked
+
+
+@dataclass
+class Heatmap:
+    cam: np.ndarray  # HxW in [0, 1] at model-input resolution (zeros when flat)
+    flat: bool
+    method: str
+
+
+class Explainer:
+    """One tf-keras-vis visualizer; the library clones the model (clone=True) so the shared
+    classifier is never modified. Calls are serialised: Streamlit sessions share one instance."""
+
+    def __init__(self, model, method: str = "gradcam"):
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.layercam import Layercam
+        from tf_keras_vis.scorecam import Scorecam
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+        if method not in METHODS:
+            raise ValueError(f"unknown heatmap method {method!r}; choose from {', '.join(METHODS)}")
+        cls = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam, "layercam": Layercam}[method]
+        # Linear output: gradients of the logit, not of a saturated sigmoid.
+        self.visualizer = cls(model, model_modifier=ReplaceToLinear(), clone=True)
+        self.method = method
+        self._lock = threading.Lock()
+
+    def __call__(self, model_input: np.ndarray) -> Heatmap:
+        from tf_keras_vis.utils.scores import BinaryScore
+
+        kwargs = {"max_N": SCORECAM_MAX_N} if self.method == "scorecam" else {}
+        with self._lock:
+            raw = self.visualizer(
+                BinaryScore(True),  # evidence for pneumonia
+                np.asarray(model_input, np.float32)[None],
+                penultimate_layer=LAST_CONV_LAYER,
+                normalize_cam=False,
+                **kwargs,
+            )
+        cam = np.nan_to_num(np.asarray(raw, np.float64)[0], nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(cam.min()), float(cam.max())
+        if hi - lo < FLAT_RANGE:
+            return Heatmap(np.zeros(cam.shape, np.float32), True, self.method)
+        return Heatmap(((cam - lo) / (hi - lo)).astype(np.float32), False, self.method)
+
+
+def overlay(pixels: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+    """RGB uint8 image: the heatmap resized to the x-ray and blended over it."""
+    h, w = pixels.shape[:2]
+    heat = cv2.resize(np.clip(cam, 0, 1).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    coloured = cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), COLORMAPS[colormap])
+    coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+    base = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+    return cv2.addWeighted(coloured, float(alpha), base, 1.0 - float(alpha), 0)

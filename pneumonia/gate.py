@@ -1,0 +1,137 @@
+"""Is this plausibly a frontal chest radiograph? Checked before any probability is shown.
+
+Two learned checks, fitted on the training x-rays, plus a few plain rules for cases that need
+no learning (colour, blank images, CT/MR by DICOM modality):
+
+* appearance: reconstruction error of a PCA model of downsampled, standardised x-rays
+  ("eigen-x-rays"); photographs, documents and noise reconstruct badly;
+* embedding: Mahalanobis distance of the classifier's penultimate embedding to the training
+  set's (Ledoit-Wolf covariance); catches what the classifier has never seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.covariance import LedoitWolf
+from sklearn.decomposition import PCA
+
+from pneumonia.io import XRay
+
+PCA_SIDE = 32
+PCA_COMPONENTS = 40
+# The limits are this quantile of the validation x-rays' scores, times a margin.
+ACCEPT_QUANTILE = 0.995
+MARGIN = 1.25
+RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RG", "PX", "OT", ""}
+COLOUR_LIMIT = 12.0  # Hasler-Suesstrunk colourfulness; x-rays score ~0, photographs > 15
+MIN_STD = 10.0  # 8-bit grey levels
+MAX_ASPECT = 2.2
+
+
+@dataclass
+class GateResult:
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def appearance_vector(model_input: np.ndarray) -> np.ndarray:
+    """(N, S, S, 1) model inputs -> (N, 32*32) per-image standardised thumbnails."""
+    x = np.asarray(model_input, np.float32)
+    thumbs = np.stack([cv2.resize(i[..., 0], (PCA_SIDE, PCA_SIDE), interpolation=cv2.INTER_AREA) for i in x])
+    flat = thumbs.reshape(len(x), -1)
+    flat = flat - flat.mean(1, keepdims=True)
+    return flat / (flat.std(1, keepdims=True) + 1e-3)
+
+
+def fit(
+    train_inputs: np.ndarray, train_embeddings: np.ndarray, val_inputs: np.ndarray, val_embeddings: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Gate parameters: models fitted on training x-rays, limits set on held-out validation x-rays
+    (in-sample scores are optimistic and would set the limits too tight)."""
+    vec = appearance_vector(train_inputs)
+    pca = PCA(n_components=min(PCA_COMPONENTS, len(vec) // 2), random_state=0).fit(vec)
+    lw = LedoitWolf().fit(np.asarray(train_embeddings, np.float64))
+    params = {
+        "pca_mean": pca.mean_.astype(np.float32),
+        "pca_components": pca.components_.astype(np.float32),
+        "emb_mean": lw.location_.astype(np.float64),
+        "emb_precision": lw.precision_.astype(np.float64),
+    }
+    app = _appearance_error(params, appearance_vector(val_inputs))
+    emb = _mahalanobis(params, val_embeddings)
+    params["appearance_limit"] = np.float64(np.quantile(app, ACCEPT_QUANTILE) * MARGIN)
+    params["embedding_limit"] = np.float64(np.quantile(emb, ACCEPT_QUANTILE) * MARGIN)
+    return params
+
+
+def _appearance_error(params: dict, vec: np.ndarray) -> np.ndarray:
+    centred = vec - params["pca_mean"]
+    recon = centred @ params["pca_components"].T @ params["pca_components"]
+    return np.mean((centred - recon) ** 2, axis=1)
+
+
+def _mahalanobis(params: dict, emb: np.ndarray) -> np.ndarray:
+    d = np.asarray(emb, np.float64) - params["emb_mean"]
+    return np.sqrt(np.einsum("ij,jk,ik->i", d, params["emb_precision"], d))
+
+
+class Gate:
+    def __init__(self, params: dict[str, np.ndarray]):
+        self.params = params
+
+    @classmethod
+    def load(cls, path: str | Path) -> Gate:
+        with np.load(path) as f:
+            return cls({k: f[k] for k in f.files})
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(path, **self.params)
+
+    def scores(self, model_inputs: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(appearance error, embedding distance) for a batch."""
+        return _appearance_error(self.params, appearance_vector(model_inputs)), _mahalanobis(self.params, embeddings)
+
+    def check(self, xray: XRay, model_input: np.ndarray, embedding: np.ndarray) -> GateResult:
+        """Plain rules first (each gives its own reason), then the two learned checks."""
+        reasons: list[str] = []
+        modality = str(xray.metadata.get("Modality", "") or "").upper()
+        if xray.source_format == "DICOM" and modality not in RADIOGRAPH_MODALITIES:
+            reasons.append(
+                f"The DICOM modality is {modality}, not a radiograph (CR/DX): only chest x-rays are supported."
+            )
+        colour = float(xray.metadata.get("colourfulness", 0.0) or 0.0)
+        if colour > COLOUR_LIMIT:
+            reasons.append("This is a colour image; chest radiographs are grayscale (it looks like a photograph).")
+        std = float(xray.pixels.std())
+        if std < MIN_STD:
+            reasons.append("The image is blank or nearly uniform; there is nothing to read.")
+        h, w = xray.shape
+        if max(h, w) / min(h, w) > MAX_ASPECT:
+            reasons.append(f"The image is {w}x{h}: far too elongated for a frontal chest radiograph.")
+        app, emb = self.scores(model_input[None], embedding[None])
+        scores = {
+            "appearance_error": float(app[0]),
+            "appearance_limit": float(self.params["appearance_limit"]),
+            "embedding_distance": float(emb[0]),
+            "embedding_limit": float(self.params["embedding_limit"]),
+            "colourfulness": colour,
+            "std": std,
+        }
+        if not reasons:
+            if app[0] > self.params["appearance_limit"]:
+                reasons.append(
+                    "The image does not look like a frontal chest radiograph "
+                    f"(appearance check: {app[0]:.2f} > limit {float(self.params['appearance_limit']):.2f})."
+                )
+            if emb[0] > self.params["embedding_limit"]:
+                reasons.append(
+                    "The image is outside what the model was trained on "
+                    f"(embedding distance {emb[0]:.1f} > limit {float(self.params['embedding_limit']):.1f}); "
+                    "no probability is given."
+                )
+        return GateResult(ok=not reasons, reasons=reasons, scores=scores)

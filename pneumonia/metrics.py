@@ -1,0 +1,97 @@
+"""Classification metrics over arrays, with patient-level bootstrap confidence intervals.
+
+Thin wrappers over scikit-learn so that every page and report names the same quantities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score
+
+
+def confusion(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
+    """(tn, fp, fn, tp) with "positive" meaning probability >= threshold."""
+    pred = (np.asarray(prob) >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(np.asarray(y_true).astype(int), pred, labels=[0, 1]).ravel()
+    return int(tn), int(fp), int(fn), int(tp)
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def rates(tn: int, fp: int, fn: int, tp: int) -> dict[str, float]:
+    """Sensitivity, specificity, PPV (precision), NPV, accuracy and F1 from a confusion matrix."""
+    sens, spec = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    ppv, npv = _ratio(tp, tp + fp), _ratio(tn, tn + fn)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    return {
+        "accuracy": _ratio(tp + tn, tn + fp + fn + tp),
+        "sensitivity": sens,
+        "specificity": spec,
+        "precision": ppv,
+        "npv": npv,
+        "f1": f1,
+    }
+
+
+def predictive_values_at_prevalence(sensitivity: float, specificity: float, prevalence: float) -> tuple[float, float]:
+    """PPV and NPV that the same sensitivity/specificity give at another disease prevalence (Bayes)."""
+    tp = sensitivity * prevalence
+    fp = (1 - specificity) * (1 - prevalence)
+    fn = (1 - sensitivity) * prevalence
+    tn = specificity * (1 - prevalence)
+    return _ratio(tp, tp + fp), _ratio(tn, tn + fn)
+
+
+def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int = 10) -> float:
+    """ECE with equal-width bins: the bin-size weighted gap between confidence and frequency."""
+    y, p = np.asarray(y_true, float), np.asarray(prob, float)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.mean() * abs(p[mask].mean() - y[mask].mean())
+    return float(ece)
+
+
+def binary_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
+    """The evaluate CLI's metrics: n, accuracy, roc_auc, sensitivity, specificity, ... confusion_matrix."""
+    y, p = np.asarray(y_true).astype(int), np.asarray(prob, float)
+    tn, fp, fn, tp = confusion(y, p, threshold)
+    out = {"n": int(len(y)), "threshold": float(threshold)}
+    out["roc_auc"] = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+    out.update(rates(tn, fp, fn, tp))
+    out["brier"] = float(brier_score_loss(y, p, pos_label=1)) if len(y) else float("nan")
+    out["ece"] = expected_calibration_error(y, p)
+    out["confusion_matrix"] = [[tn, fp], [fn, tp]]
+    return out
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    prob: np.ndarray,
+    threshold: float,
+    groups: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    keys: tuple[str, ...] = ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "npv", "f1"),
+) -> dict[str, list[float]]:
+    """95% percentile intervals, resampling patients (not images) when ``groups`` is given."""
+    y, p = np.asarray(y_true).astype(int), np.asarray(prob, float)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        groups = np.arange(len(y))
+    uniq, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+    samples: dict[str, list[float]] = {k: [] for k in keys}
+    for _ in range(n_boot):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        yb, pb = y[idx], p[idx]
+        tn, fp, fn, tp = confusion(yb, pb, threshold)
+        r = rates(tn, fp, fn, tp)
+        r["roc_auc"] = float(roc_auc_score(yb, pb)) if len(np.unique(yb)) == 2 else float("nan")
+        for k in keys:
+            samples[k].append(r[k])
+    return {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] for k, v in samples.items()}

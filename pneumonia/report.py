@@ -1,0 +1,128 @@
+"""Exports of a review: worklist CSV and a one-page PDF per image, without patient identifiers."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from fpdf import FPDF
+from PIL import Image
+
+from pneumonia.pipeline import ImageResult
+
+DISCLAIMER = (
+    "Decision support only. This research model was trained on one hospital's pediatric chest "
+    "radiographs (Kermany et al. 2018) and is not a diagnostic device. The heatmap shows what drove "
+    "the model's score, not where disease is. A qualified reader makes the diagnosis."
+)
+
+
+def worklist(results: list[ImageResult], include_names: bool = False) -> pd.DataFrame:
+    """One row per file, scored first by descending probability, then refused and unreadable."""
+    rows = []
+    for i, r in enumerate(results):
+        rows.append(
+            {
+                "item": i + 1,
+                **({"file": r.name} if include_names else {}),
+                "image_sha256": r.xray.sha256 if r.xray else "",
+                "status": r.status,
+                "probability": round(r.probability, 4) if r.scored else None,
+                "label": r.label,
+                "threshold": round(r.threshold, 4) if r.threshold is not None else None,
+                "reason": r.reason,
+            }
+        )
+    df = pd.DataFrame(rows)
+    order = {"scored": 0, "refused": 1, "unreadable": 2}
+    df["_order"] = df["status"].map(order)
+    df["_p"] = -df["probability"].fillna(-1.0)
+    return df.sort_values(["_order", "_p", "item"]).drop(columns=["_order", "_p"]).reset_index(drop=True)
+
+
+def worklist_csv(results: list[ImageResult], include_names: bool = False) -> bytes:
+    return worklist(results, include_names).to_csv(index=False).encode()
+
+
+def _png(rgb_or_gray: np.ndarray, max_side: int = 900) -> io.BytesIO:
+    img = Image.fromarray(rgb_or_gray)
+    img.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    buf.seek(0)
+    return buf
+
+
+def pdf_report(
+    result: ImageResult,
+    overlay_rgb: np.ndarray,
+    *,
+    model_version: str,
+    operating_point: str,
+    sensitivity: float | None,
+    specificity: float | None,
+    method: str,
+    heatmap_flat: bool,
+) -> bytes:
+    """A one-page PDF: image, overlay, probability, operating point, model version, time, disclaimer."""
+    if not result.scored or result.xray is None:
+        raise ValueError("only scored images have a report")
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(False)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 15)
+    pdf.cell(0, 9, "Chest x-ray review: pneumonia model output", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 9)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    pdf.cell(
+        0,
+        5,
+        f"Generated {when}  |  model {model_version}  |  image SHA-256 {result.xray.sha256[:16]}...",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    pdf.ln(3)
+    w = 90
+    y0 = pdf.get_y()
+    h, wd = result.xray.shape
+    img_h = w * h / wd
+    pdf.image(_png(result.xray.pixels), x=10, y=y0, w=w)
+    pdf.image(_png(overlay_rgb), x=110, y=y0, w=w)
+    pdf.set_y(y0 + img_h + 2)
+    pdf.set_font("Helvetica", "I", 8)
+    pdf.cell(100, 4, "Original")
+    pdf.cell(
+        0,
+        4,
+        f"{method} heatmap" + (" (flat: no localised evidence)" if heatmap_flat else ""),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    pdf.ln(4)
+    pdf.set_font("Helvetica", "B", 12)
+    pdf.cell(0, 7, f"Pneumonia probability (calibrated): {result.probability:.1%}", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0,
+        7,
+        f"Result at operating point '{operating_point}' (threshold {result.threshold:.3f}): {result.label}",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    pdf.set_font("Helvetica", "", 10)
+    if sensitivity is not None and specificity is not None:
+        pdf.cell(
+            0,
+            6,
+            f"Validation sensitivity {sensitivity:.1%}, specificity {specificity:.1%} at this point "
+            "(internal split; expect lower on other hospitals' images).",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    for note in result.notices:
+        pdf.cell(0, 5, f"Note: {note}", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    pdf.set_font("Helvetica", "", 8)
+    pdf.multi_cell(0, 4, DISCLAIMER)
+    return bytes(pdf.output())

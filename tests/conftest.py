@@ -1,0 +1,41 @@
+"""Shared fixtures: real sample x-rays from assets/, the shipped classifier, an isolated audit DB."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted((ROOT / "assets" / "samples").glob("*.jpeg"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_audit_db(tmp_path, monkeypatch):
+    """No test ever writes to the user's real audit trail."""
+    monkeypatch.setenv("PNEUMONIA_AUDIT_DB", str(tmp_path / "audit.sqlite"))
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[Path]:
+    assert len(SAMPLES) >= 8, "assets/samples must hold the sample x-rays"
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def normal_sample() -> Path:
+    return next(p for p in SAMPLES if p.name.startswith("NORMAL"))
+
+
+@pytest.fixture(scope="session")
+def pneumonia_sample() -> Path:
+    return next(p for p in SAMPLES if p.name.startswith("PNEUMONIA"))
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    from pneumonia.model import Classifier
+
+    return Classifier()

@@ -1,0 +1,51 @@
+"""Heatmaps from tf-keras-vis: every method, flat-map detection, and the shared model left untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pneumonia.explain import METHODS, Explainer, overlay
+from pneumonia.io import read_file
+from pneumonia.preprocess import to_model_input
+
+
+@pytest.fixture(scope="module")
+def model_input(classifier, pneumonia_sample):
+    return to_model_input(read_file(str(pneumonia_sample)).pixels, classifier.spec)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_gives_a_normalised_map(classifier, model_input, method):
+    heat = Explainer(classifier.model, method)(model_input)
+    size = classifier.spec.size
+    assert heat.cam.shape == (size, size)
+    assert not heat.flat
+    assert heat.cam.min() == pytest.approx(0.0, abs=1e-6) and heat.cam.max() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_flat_map_is_detected(classifier, model_input):
+    explainer = Explainer(classifier.model, "gradcam")
+    explainer.visualizer = lambda *a, **k: np.zeros((1, 160, 160))
+    heat = explainer(model_input)
+    assert heat.flat and heat.cam.max() == 0
+
+
+def test_explainers_do_not_modify_the_shared_model(classifier, model_input):
+    before = classifier.predict(model_input[None])[0].probability
+    for method in METHODS:
+        Explainer(classifier.model, method)
+    assert classifier.model.get_layer("probability").activation.__name__ == "sigmoid"
+    assert classifier.predict(model_input[None])[0].probability == pytest.approx(before, abs=1e-6)
+
+
+def test_unknown_method(classifier):
+    with pytest.raises(ValueError, match="unknown heatmap method"):
+        Explainer(classifier.model, "saliency")
+
+
+def test_overlay_matches_the_xray(pneumonia_sample):
+    px = read_file(str(pneumonia_sample)).pixels
+    out = overlay(px, np.linspace(0, 1, 160 * 160).reshape(160, 160), alpha=0.5)
+    assert out.shape == (*px.shape, 3) and out.dtype == np.uint8
+    assert np.array_equal(overlay(px, np.ones((160, 160)), alpha=0.0)[..., 0], px)
