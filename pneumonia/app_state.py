@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from pneumonia.audit import AuditLog
+from pneumonia.audit import AuditLog, default_path
 from pneumonia.explain import Explainer, Heatmap
 from pneumonia.model import Classifier
 from pneumonia.pipeline import ImageResult, score
@@ -38,8 +38,13 @@ def explainer(method: str) -> Explainer:
 
 
 @st.cache_resource
+def _audit_log(path: str) -> AuditLog:
+    return AuditLog(path)
+
+
 def audit_log() -> AuditLog:
-    return AuditLog()
+    """The audit log at the configured path (one shared instance per path)."""
+    return _audit_log(str(default_path()))
 
 
 def sample_files() -> list[Path]:

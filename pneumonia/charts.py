@@ -100,17 +100,20 @@ def subtype_counts(summary: dict) -> tuple[go.Figure, str]:
 
 def images_per_patient(summary: dict) -> tuple[go.Figure, str]:
     df = pd.DataFrame(summary["images_per_patient"])
+    df["images"] = np.where(df["n"] >= 6, "6+", df["n"].astype(str))
+    df = df.groupby(["label_name", "images"], as_index=False)["patients"].sum()
     fig = px.bar(
         df,
-        x="n",
+        x="images",
         y="patients",
         color="label_name",
         barmode="group",
         color_discrete_map=CLASS_COLOURS,
         title="Images per patient",
-        labels={"n": "images of one patient", "label_name": "class"},
+        labels={"images": "images of one patient", "label_name": "class"},
+        category_orders={"images": ["1", "2", "3", "4", "5", "6+"]},
     )
-    multi = df[df["n"] > 1]["patients"].sum() / df["patients"].sum()
+    multi = df[df["images"] != "1"]["patients"].sum() / df["patients"].sum()
     return fig, f"{multi:.0%} of patients have more than one image, mostly pneumonia cases."
 
 

@@ -101,6 +101,7 @@ def finalize(
             "internal_test": _calibration_summary(y_te, calibration.apply(None, logit_te), p_te),
         },
         "stress": {},
+        "by_source_kind": _by_source_kind(manifest.iloc[idx_te], y_te, p_te, default_thr),
     }
     for name, lo in stress_te.items():
         p = calibration.apply(cal, lo)
@@ -202,6 +203,25 @@ def finalize(
         flush=True,
     )
     return metadata
+
+
+def _by_source_kind(rows: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    """Metrics on the originals vs the 224x224 squashed copies: the official test has only originals."""
+    from PIL import Image
+
+    from pneumonia.eda import SQUASHED_SIDE
+    from pneumonia.metrics import binary_metrics
+
+    kind = np.array(
+        ["squashed_224" if Image.open(f).size == (SQUASHED_SIDE, SQUASHED_SIDE) else "original" for f in rows["path"]]
+    )
+    out = {}
+    for k in ("original", "squashed_224"):
+        m = kind == k
+        if m.sum() and len(np.unique(y[m])) == 2:
+            r = binary_metrics(y[m], p[m], threshold)
+            out[k] = {key: r[key] for key in ("n", "roc_auc", "accuracy", "sensitivity", "specificity")}
+    return out
 
 
 def _log_experiment(

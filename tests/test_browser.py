@@ -116,11 +116,19 @@ def _no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def settle(page) -> None:
+    """Wait until Streamlit has finished the current run (its 'running' indicator is gone)."""
+    page.wait_for_timeout(500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=WAIT_MS)
+    page.wait_for_timeout(500)
+
+
 def test_upload_real_xray_shows_probability_and_heatmap(app_url, browser, pneumonia_sample, tmp_path):
     page = _open(browser, app_url)
     page.locator('input[type="file"]').set_input_files(str(pneumonia_sample))
     page.get_by_text("Pneumonia probability").wait_for(timeout=WAIT_MS)
     page.get_by_text("regions that raised the pneumonia score").wait_for(timeout=WAIT_MS)
+    settle(page)
     value = page.locator('[data-testid="stMetricValue"]').first.inner_text()
     assert value.endswith("%") and 0 <= float(value.rstrip("%")) <= 100
     assert page.locator('[data-testid="stImage"] img').count() >= 2  # original and overlay
@@ -150,6 +158,7 @@ def test_batch_upload_shows_a_worklist(app_url, browser, samples, tmp_path):
     page.locator('input[type="file"]').set_input_files([str(p) for p in samples[:4]] + [str(broken)])
     page.get_by_text("Worklist (4 scored of 5)").wait_for(timeout=WAIT_MS)
     page.get_by_text("Download worklist CSV").wait_for(timeout=WAIT_MS)
+    settle(page)
     _no_exception(page)
     page.screenshot(path=str(tmp_path / "worklist.png"), full_page=True)
     page.close()
@@ -163,7 +172,7 @@ def test_other_pages_render(app_url, browser, tmp_path, link, heading):
     page = _open(browser, app_url)
     page.get_by_role("link", name=link).click()
     page.get_by_role("heading", name=heading).first.wait_for(timeout=WAIT_MS)
-    page.wait_for_timeout(1500)
+    settle(page)
     _no_exception(page)
     page.screenshot(path=str(tmp_path / f"{link.replace(' ', '_')}.png"), full_page=True)
     page.close()

@@ -1,0 +1,55 @@
+"""Screenshots of every page with real x-rays, for looking at the UI and for the README.
+
+.venv/bin/python -m tests.screenshots OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests import test_browser as tb
+
+
+def main(out: Path) -> None:
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    samples = sorted((tb.ROOT / "assets" / "samples").glob("*.jpeg"))
+
+    class _Factory:
+        def mktemp(self, name: str) -> Path:
+            return Path(tempfile.mkdtemp(prefix=name))
+
+    gen = tb.app_url.__wrapped__(_Factory())
+    url = next(gen)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=tb.CHROMIUM, args=tb.CHROMIUM_ARGS)
+        page = tb._open(browser, url)
+        page.locator('input[type="file"]').set_input_files(str(samples[5]))
+        page.get_by_text("regions that raised the pneumonia score").wait_for(timeout=tb.WAIT_MS)
+        tb.settle(page)
+        page.screenshot(path=str(out / "review.png"))
+        page.set_viewport_size({"width": 1400, "height": 3000})
+        page.screenshot(path=str(out / "review_full.png"))
+        page.set_viewport_size({"width": 1400, "height": 1100})
+        page.locator('input[type="file"]').set_input_files([str(s) for s in samples])
+        page.get_by_text("Worklist").first.wait_for(timeout=tb.WAIT_MS)
+        tb.settle(page)
+        page.screenshot(path=str(out / "worklist.png"))
+        for link in ("Dataset", "Model performance", "Model card"):
+            page.get_by_role("link", name=link).click()
+            page.wait_for_timeout(1000)
+            tb.settle(page)
+            page.set_viewport_size({"width": 1400, "height": 5000})
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / f"{link.replace(' ', '_').lower()}.png"))
+            page.set_viewport_size({"width": 1400, "height": 1100})
+        browser.close()
+    next(gen, None)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/screens"))
