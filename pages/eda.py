@@ -20,22 +20,16 @@ def show(figure_and_answer) -> None:
     st.caption(answer)
 
 
-c1, c2 = st.columns(2)
-with c1:
-    show(charts.counts_by_split(summary))
-with c2:
-    show(charts.patients_by_split(summary))
-c1, c2 = st.columns(2)
-with c1:
-    show(charts.subtype_counts(summary))
-with c2:
-    show(charts.images_per_patient(summary))
-show(charts.size_scatter(summary))
-c1, c2 = st.columns(2)
-with c1:
-    show(charts.intensity_histograms(summary))
-with c2:
-    show(charts.mean_images(arrays))
+rows = [
+    (charts.counts_by_split(summary), charts.patients_by_split(summary)),
+    (charts.subtype_counts(summary), charts.images_per_patient(summary)),
+    (charts.size_scatter(summary),),
+    (charts.intensity_histograms(summary), charts.mean_images(arrays)),
+]
+for row in rows:
+    for col, figure_and_answer in zip(st.columns(len(row)), row):
+        with col:
+            show(figure_and_answer)
 
 st.subheader("Samples per class and subtype")
 samples = app_state.sample_files()

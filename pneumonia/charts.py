@@ -37,20 +37,23 @@ pio.templates.default = "plotly_white+pneumonia"
 
 
 # ---------------------------------------------------------------- EDA
-def counts_by_split(summary: dict) -> tuple[go.Figure, str]:
-    df = pd.DataFrame(summary["counts"])
-    fig = px.bar(
+def _grouped_bar(df: pd.DataFrame, y: str, colour: str, title: str) -> go.Figure:
+    return px.bar(
         df,
         x="split",
-        y="images",
-        color="label_name",
+        y=y,
+        color=colour,
         barmode="group",
-        text="images",
-        hover_data=["patients"],
+        text=y,
         color_discrete_map=CLASS_COLOURS,
-        title="Images per split and class",
+        title=title,
         labels={"label_name": "class"},
     )
+
+
+def counts_by_split(summary: dict) -> tuple[go.Figure, str]:
+    df = pd.DataFrame(summary["counts"])
+    fig = _grouped_bar(df, "images", "label_name", "Images per split and class")
     tr = df[df["split"] == "train"].set_index("label_name")
     ratio = tr.loc["PNEUMONIA", "images"] / tr.loc["NORMAL", "images"]
     return fig, (
@@ -61,17 +64,7 @@ def counts_by_split(summary: dict) -> tuple[go.Figure, str]:
 
 def patients_by_split(summary: dict) -> tuple[go.Figure, str]:
     df = pd.DataFrame(summary["counts"])
-    fig = px.bar(
-        df,
-        x="split",
-        y="patients",
-        color="label_name",
-        barmode="group",
-        text="patients",
-        color_discrete_map=CLASS_COLOURS,
-        title="Patients per split and class",
-        labels={"label_name": "class"},
-    )
+    fig = _grouped_bar(df, "patients", "label_name", "Patients per split and class")
     n = int(df["patients"].sum())
     return fig, (
         f"{n:,} patients in all: splits must be made by patient, or images of one child would sit on "
@@ -81,16 +74,7 @@ def patients_by_split(summary: dict) -> tuple[go.Figure, str]:
 
 def subtype_counts(summary: dict) -> tuple[go.Figure, str]:
     df = pd.DataFrame(summary["subtypes"])
-    fig = px.bar(
-        df,
-        x="split",
-        y="images",
-        color="subtype",
-        barmode="group",
-        text="images",
-        color_discrete_map=CLASS_COLOURS,
-        title="Bacterial vs viral pneumonia",
-    )
+    fig = _grouped_bar(df, "images", "subtype", "Bacterial vs viral pneumonia")
     tot = df.groupby("subtype")["images"].sum()
     return fig, (
         f"Bacterial pneumonia is {tot.get('bacteria', 0) / max(tot.get('virus', 1), 1):.1f}x as common as "
