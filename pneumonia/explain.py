@@ -61,6 +61,9 @@ class Explainer:
                 BinaryScore(True),  # evidence for pneumonia
                 np.asarray(model_input, np.float32)[None],
                 penultimate_layer=LAST_CONV_LAYER,
+                # use the named ReLU output itself: by default the library walks back to the
+                # conv layer before it, whose signed pre-activation output zeroes Grad-CAM++
+                seek_penultimate_conv_layer=False,
                 normalize_cam=False,
                 **kwargs,
             )
