@@ -111,7 +111,9 @@ if not result.scored:
     st.stop()
 
 c1, c2, c3 = st.columns(3)
-c1.metric("Pneumonia probability", f"{result.probability:.1%}", help="Calibrated on the validation split.")
+c1.metric(
+    "Pneumonia probability", report.format_probability(result.probability), help="Calibrated on the validation split."
+)
 c2.metric("Result at this operating point", result.label)
 c3.metric("Threshold", f"{threshold:.3f}", help=POINTS.get(op, "Custom threshold"))
 if sens is not None:

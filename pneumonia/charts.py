@@ -156,11 +156,22 @@ def mean_images(arrays: dict[str, np.ndarray]) -> tuple[go.Figure, str]:
         fig.add_trace(go.Heatmap(z=arrays[key][::-1], colorscale="gray", showscale=False), row=1, col=i)
         fig.update_xaxes(visible=False, row=1, col=i)
         fig.update_yaxes(visible=False, scaleanchor=f"x{i}", row=1, col=i)
-    diff = float(np.abs(arrays["mean_PNEUMONIA"] - arrays["mean_NORMAL"]).mean())
+    delta = arrays["mean_PNEUMONIA"] - arrays["mean_NORMAL"]
+    diff = float(np.abs(delta).mean())
+    h, w = delta.shape
+    # where the class means differ most, on a 3x3 grid of the (squashed) image
+    cells = {
+        (r, c): float(np.abs(delta[r * h // 3 : (r + 1) * h // 3, c * w // 3 : (c + 1) * w // 3]).mean())
+        for r in range(3)
+        for c in range(3)
+    }
+    (r, c), _ = max(cells.items(), key=lambda kv: kv[1])
+    where = f"{('upper', 'middle', 'lower')[r]} {('left', 'central', 'right')[c]}"
+    brighter = "brighter" if delta.mean() > 0 else "darker"
     fig.update_layout(title="Mean and standard deviation image per class (squashed to 128x128)", height=330)
     return fig, (
-        f"The class means differ by {diff:.1f} grey levels on average, most in the lung fields: "
-        "pneumonia images are hazier there, with a less sharp heart border."
+        f"The class means differ by {diff:.1f} grey levels on average, most in the {where} part of the "
+        f"image (as displayed); pneumonia images are {brighter} on average, as opacities would make them."
     )
 
 

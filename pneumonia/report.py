@@ -19,6 +19,15 @@ DISCLAIMER = (
 )
 
 
+def format_probability(p: float) -> str:
+    """A percentage that never claims certainty: calibrated scores of 0.9996 show as '>99.9%'."""
+    if p >= 0.999:
+        return ">99.9%"
+    if p <= 0.001:
+        return "<0.1%"
+    return f"{p:.1%}"
+
+
 def worklist(results: list[ImageResult], include_names: bool = False) -> pd.DataFrame:
     """One row per file, scored first by descending probability, then refused and unreadable."""
     rows = []
@@ -102,7 +111,13 @@ def pdf_report(
     )
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 12)
-    pdf.cell(0, 7, f"Pneumonia probability (calibrated): {result.probability:.1%}", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0,
+        7,
+        f"Pneumonia probability (calibrated): {format_probability(result.probability)}",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     pdf.cell(
         0,
         7,
