@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,14 @@ def forward_model(model):
 
 
 def forward(fwd, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (N,) and embeddings (N, D) for model inputs; batches run in graph mode."""
+    """Logits (N,) and embeddings (N, D) for model inputs.
+
+    ``predict_on_batch`` runs a compiled graph: about 5 ms for one image here, against 36 ms for
+    an eager call.
+    """
     logits, embs = [], []
     for i in range(0, len(x), batch_size):
-        lo, em = fwd(np.asarray(x[i : i + batch_size], np.float32), training=False)
+        lo, em = fwd.predict_on_batch(np.asarray(x[i : i + batch_size], np.float32))
         logits.append(np.asarray(lo)[:, 0])
         embs.append(np.asarray(em))
     if not logits:
@@ -59,6 +64,9 @@ class Classifier:
         self._forward = forward_model(self.model)
         self.spec = InputSpec.from_dict(self.metadata["input_spec"])
         self.gate = Gate.load(self.model_dir / self.metadata["gate_file"])
+        # Streamlit sessions share this instance; a 5 ms forward pass is cheap to serialise and
+        # keeps Keras' lazily built predict function out of any race.
+        self._lock = threading.Lock()
         self.predict(np.zeros((1, self.spec.size, self.spec.size, 1), np.float32))  # warm-up trace
 
     @property
@@ -78,6 +86,7 @@ class Classifier:
 
     def predict(self, batch: np.ndarray) -> list[Prediction]:
         """Calibrated probabilities (and embeddings for the gate) for a batch of model inputs."""
-        logits, embs = forward(self._forward, batch)
+        with self._lock:
+            logits, embs = forward(self._forward, batch)
         probs = calibration.apply(self.metadata.get("calibration"), logits)
         return [Prediction(float(lo), float(p), e) for lo, p, e in zip(logits, probs, embs)]
