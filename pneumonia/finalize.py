@@ -28,6 +28,18 @@ from pneumonia.network import LAST_CONV_LAYER
 from pneumonia.preprocess import InputSpec
 
 DEFAULT_OPERATING_POINT = "balanced"
+# what a training run writes into its output folder (pneumonia.train adds history.csv, split.csv)
+RUN_ARTIFACTS = (
+    "model.keras",
+    "metadata.json",
+    "gate.npz",
+    "history.csv",
+    "test_metrics.json",
+    "test_predictions.csv",
+    "val_predictions.csv",
+    "failures.npz",
+    "split.csv",
+)
 N_FAILURES = 4
 
 

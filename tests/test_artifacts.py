@@ -9,19 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pneumonia.finalize import RUN_ARTIFACTS
 from pneumonia.model import DEFAULT_MODEL_DIR as MODELS
 
-REQUIRED = (
-    "model.keras",
-    "metadata.json",
-    "gate.npz",
-    "history.csv",
-    "test_metrics.json",
-    "test_predictions.csv",
-    "failures.npz",
-    "split.csv",
-    "experiments.csv",
-)
+REQUIRED = (*RUN_ARTIFACTS, "experiments.csv")
 
 
 @pytest.fixture(scope="module")

@@ -97,16 +97,9 @@ def test_tiny_training_run_end_to_end(samples, tmp_path):
             str(tmp_path / "exp.csv"),
         ]
     )
-    for name in (
-        "model.keras",
-        "metadata.json",
-        "gate.npz",
-        "history.csv",
-        "test_metrics.json",
-        "test_predictions.csv",
-        "failures.npz",
-        "split.csv",
-    ):
+    from pneumonia.finalize import RUN_ARTIFACTS
+
+    for name in RUN_ARTIFACTS:
         assert (out / name).exists(), name
     split = __import__("pandas").read_csv(out / "split.csv")
     assert (split.groupby("patient_id")["part"].nunique() == 1).all()
