@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
-
-from pneumonia.pipeline import score
-from pneumonia.report import format_probability
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 TIMEOUT = 180  # the first run loads TensorFlow and the model
@@ -94,22 +90,3 @@ def test_model_card_page():
     text = " ".join(m.value for m in at.markdown)
     for phrase in ("Intended use", "aged 1 to 5", "Known limitations", "not localisation", "fingerprint"):
         assert phrase in text
-
-
-def test_eight_concurrent_sessions_get_their_own_results(classifier, samples):
-    """Eight AppTest sessions in parallel, each with a different image, share one model but not results."""
-    picks = samples[:8]
-    results = score(classifier, [(p.name, p.read_bytes()) for p in picks], 0.5)
-    expected = {p.name: format_probability(r.probability) for p, r in zip(picks, results)}
-
-    def session(i: int) -> tuple[str, str]:
-        at = AppTest.from_file(str(PAGES / "review.py"), default_timeout=TIMEOUT).run()
-        at.selectbox(key="sample").select_index(i + 1).run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at.subheader[-1].value if at.subheader else "", _metric(at, "Pneumonia probability")
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        got = list(pool.map(session, range(8)))
-    for (name, prob), p in zip(got, picks):
-        assert name == p.name
-        assert prob == expected[p.name]
