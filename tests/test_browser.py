@@ -164,6 +164,31 @@ def test_batch_upload_shows_a_worklist(app_url, browser, samples, tmp_path):
     page.close()
 
 
+def test_eight_concurrent_sessions_get_their_own_results(app_url, browser, classifier, samples):
+    """Eight browser sessions upload different x-rays at once to one server (one shared model):
+    each sees the probability of its own image."""
+    from pneumonia.pipeline import score
+    from pneumonia.report import format_probability
+
+    picks = samples[:8]
+    results = score(classifier, [(p.name, p.read_bytes()) for p in picks], 0.5)
+    expected = [format_probability(r.probability) for r in results]
+    contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in picks]
+    pages = [c.new_page() for c in contexts]
+    for page in pages:
+        page.goto(app_url)
+    for page, path in zip(pages, picks):
+        page.locator('input[type="file"]').wait_for(state="attached", timeout=WAIT_MS)
+        page.locator('input[type="file"]').set_input_files(str(path))  # no wait: the runs overlap
+    for page, path, want in zip(pages, picks, expected):
+        page.get_by_role("heading", name=path.name).wait_for(timeout=WAIT_MS)
+        page.get_by_text("Pneumonia probability").wait_for(timeout=WAIT_MS)
+        assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == want
+        _no_exception(page)
+    for c in contexts:
+        c.close()
+
+
 @pytest.mark.parametrize(
     ("link", "heading"),
     [("Dataset", "The data set"), ("Model performance", "Model performance"), ("Model card", "Model card")],
