@@ -20,8 +20,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def first_result_seconds() -> float:
-    """A fresh process: import, load the model, score one upload and make its Grad-CAM."""
+def first_result_seconds() -> tuple[float, float]:
+    """A fresh process: import, load the model, score one upload and make its Grad-CAM.
+    Returns (seconds inside the process, wall seconds including interpreter start)."""
     code = (
         "import time; t=time.perf_counter();"
         "from pneumonia.model import Classifier; from pneumonia.pipeline import score;"

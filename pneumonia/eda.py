@@ -23,13 +23,18 @@ HIST_BINS = 64
 SQUASHED_SIDE = 224  # the 224x224 copies in this data set lost their aspect ratio
 
 
+def source_kind(width: int, height: int) -> str:
+    """'squashed_224' for the 224x224 copies that lost their aspect ratio, else 'original'."""
+    return "squashed_224" if (width, height) == (SQUASHED_SIDE, SQUASHED_SIDE) else "original"
+
+
 def summarise(data_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """(JSON-able summary, arrays) for a Kaggle-layout folder: counts, sizes, intensities, mean images."""
     m = scan(data_dir)
     sizes = [Image.open(p).size for p in m["path"]]  # header only, no decode
     m["width"] = [s[0] for s in sizes]
     m["height"] = [s[1] for s in sizes]
-    m["kind"] = np.where((m["width"] == SQUASHED_SIDE) & (m["height"] == SQUASHED_SIDE), "squashed_224", "original")
+    m["kind"] = [source_kind(w, h) for w, h in sizes]
     counts = (
         m.groupby(["split", "label_name"])
         .agg(images=("path", "size"), patients=("patient_id", "nunique"))

@@ -221,12 +221,10 @@ def _by_source_kind(rows: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold:
     """Metrics on the originals vs the 224x224 squashed copies: the official test has only originals."""
     from PIL import Image
 
-    from pneumonia.eda import SQUASHED_SIDE
+    from pneumonia.eda import source_kind
     from pneumonia.metrics import binary_metrics
 
-    kind = np.array(
-        ["squashed_224" if Image.open(f).size == (SQUASHED_SIDE, SQUASHED_SIDE) else "original" for f in rows["path"]]
-    )
+    kind = np.array([source_kind(*Image.open(f).size) for f in rows["path"]])
     out = {}
     for k in ("original", "squashed_224"):
         m = kind == k

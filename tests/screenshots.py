@@ -19,13 +19,7 @@ def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     samples = sorted((tb.ROOT / "assets" / "samples").glob("*.jpeg"))
 
-    class _Factory:
-        def mktemp(self, name: str) -> Path:
-            return Path(tempfile.mkdtemp(prefix=name))
-
-    gen = tb.app_url.__wrapped__(_Factory())
-    url = next(gen)
-    with sync_playwright() as p:
+    with tb.running_app(Path(tempfile.mkdtemp(prefix="app"))) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=tb.CHROMIUM, args=tb.CHROMIUM_ARGS)
         page = tb._open(browser, url)
         page.locator('input[type="file"]').set_input_files(str(samples[5]))
@@ -48,7 +42,6 @@ def main(out: Path) -> None:
             page.screenshot(path=str(out / f"{link.replace(' ', '_').lower()}.png"))
             page.set_viewport_size({"width": 1400, "height": 1100})
         browser.close()
-    next(gen, None)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Outside CI a missing Chromium skips these tests with how to install it; with CI=
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -41,10 +42,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+@contextlib.contextmanager
+def running_app(tmp: Path):
+    """``streamlit run app.py`` on a free port, yielding its URL once /_stcore/health answers."""
     port = _free_port()
-    tmp = tmp_path_factory.mktemp("app")
     env = dict(os.environ, PNEUMONIA_AUDIT_DB=str(tmp / "audit.sqlite"))
     log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed in teardown
     proc = subprocess.Popen(
@@ -79,15 +80,23 @@ def app_url(tmp_path_factory):
             pass
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            pytest.fail(f"the app did not start: {(tmp / 'streamlit.log').read_text()[-2000:]}")
+            raise RuntimeError(f"the app did not start: {(tmp / 'streamlit.log').read_text()[-2000:]}")
         time.sleep(0.5)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("app")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
