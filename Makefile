@@ -23,6 +23,7 @@ run: $(VENV)/.runtime
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: $(VENV)/.dev lint
 	$(PY) -m pytest

@@ -1,8 +1,11 @@
-"""Pneumonia chest x-ray review: Streamlit entry point registering the pages."""
+"""Pneumonia chest x-ray review: Streamlit entry point registering the pages, with the frame they share."""
 
 import streamlit as st
 
+from pages import resources, widgets
+
 st.set_page_config(page_title="Pneumonia x-ray review", page_icon=":material/pulmonology:", layout="wide")
+widgets.frame(resources.model_version())
 
 pages = [
     st.Page("pages/review.py", title="Review x-rays", icon=":material/radiology:", default=True),

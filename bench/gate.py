@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def negatives() -> list[tuple[str, str, bytes]]:
@@ -52,8 +50,8 @@ def main() -> None:
     args = p.parse_args()
     import pandas as pd
 
-    from pneumonia.model import Classifier
-    from pneumonia.pipeline import score, score_files
+    from pneumonia.serving.model import Classifier
+    from pneumonia.serving.pipeline import score, score_files
 
     clf = Classifier()
     report: dict = {}

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main() -> None:
@@ -25,7 +24,7 @@ def main() -> None:
     args = p.parse_args()
     import numpy as np
 
-    from pneumonia.model import Classifier
+    from pneumonia.serving.model import Classifier
 
     t0 = time.perf_counter()
     clf = Classifier(args.model)
@@ -46,7 +45,7 @@ def main() -> None:
         clf.predict(batch)
     throughput = 5 * 64 / (time.perf_counter() - t)
     meta = clf.metadata
-    model_file = Path(args.model) / meta["model_file"]
+    model_file = Path(args.model) / meta.model_file
     print(
         json.dumps(
             {
@@ -59,7 +58,7 @@ def main() -> None:
                 "predict_latency_ms_p90": round(1000 * sorted(lat)[int(0.9 * len(lat))], 1),
                 "throughput_images_per_s_batch64": round(throughput, 1),
                 "peak_rss_mb_load_and_predict": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "training_seconds_per_epoch": meta["training"].get("seconds_per_epoch"),
+                "training_seconds_per_epoch": meta.training.get("seconds_per_epoch"),
                 "cpu_count": os.cpu_count(),
             },
             indent=2,

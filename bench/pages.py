@@ -16,7 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PNEUMONIA_AUDIT_DB", str(Path(tempfile.mkdtemp()) / "audit.sqlite"))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def first_result_seconds() -> tuple[float, float]:
@@ -25,10 +23,11 @@ def first_result_seconds() -> tuple[float, float]:
     Returns (seconds inside the process, wall seconds including interpreter start)."""
     code = (
         "import time; t=time.perf_counter();"
-        "from pneumonia.model import Classifier; from pneumonia.pipeline import score;"
-        "from pneumonia.explain import Explainer; from pathlib import Path;"
+        "from pneumonia.serving.model import Classifier; from pneumonia.serving.pipeline import score;"
+        "from pneumonia.serving.explain import Explainer; from pathlib import Path;"
         "c=Classifier(); p=sorted(Path('assets/samples').glob('*.jpeg'))[0];"
-        "r=score(c,[(p.name,p.read_bytes())],0.5)[0]; Explainer(c.model,'gradcam')(r.model_input);"
+        "r=score(c,[(p.name,p.read_bytes())],0.5)[0];"
+        "Explainer(c.model,'gradcam',last_conv_layer=c.metadata.last_conv_layer)(r.model_input);"
         "print(time.perf_counter()-t)"
     )
     t = time.perf_counter()
@@ -44,10 +43,10 @@ def main() -> None:
     import numpy as np
     from PIL import Image
 
-    from pneumonia.explain import METHODS, Explainer
-    from pneumonia.io import load_xray
-    from pneumonia.model import Classifier
-    from pneumonia.preprocess import to_model_input
+    from pneumonia.core.decode import load_xray
+    from pneumonia.core.preprocess import to_model_input
+    from pneumonia.serving.explain import METHODS, Explainer
+    from pneumonia.serving.model import Classifier
 
     sample = sorted((ROOT / "assets" / "samples").glob("*.jpeg"))[0]
     big = cv2.resize(np.asarray(Image.open(sample).convert("L")), (2000, 2000), interpolation=cv2.INTER_CUBIC)
@@ -56,7 +55,7 @@ def main() -> None:
     data = buf.getvalue()
 
     clf = Classifier()
-    explainers = {m: Explainer(clf.model, m) for m in METHODS}
+    explainers = {m: Explainer(clf.model, m, last_conv_layer=clf.metadata.last_conv_layer) for m in METHODS}
     stages: dict[str, list[float]] = {k: [] for k in ("decode", "preprocess", "predict", "gate", *METHODS)}
     for i in range(args.repeats + 2):  # the first two are warm-up
         t = time.perf_counter()

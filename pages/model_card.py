@@ -2,18 +2,19 @@
 
 import streamlit as st
 
-from pneumonia import app_state, performance
+from pages import resources, widgets
+from pneumonia.insight.artifacts import metrics_table
 
-art = st.cache_data(performance.load)(app_state.MODELS_DIR)
+art = resources.model_artifacts()
 meta, tm = art.metadata, art.test_metrics
-train = meta["training"]
+train = meta.training
 cal = tm["calibration"]["internal_test"]
 
 st.title("Model card")
 st.markdown(f"""
-**Model** {meta["version"]} &nbsp;·&nbsp; {meta["architecture"]}, {meta["parameters"]:,} parameters,
-input {meta["input_spec"]["size"]}x{meta["input_spec"]["size"]} grayscale &nbsp;·&nbsp; created {meta["created"]}
-&nbsp;·&nbsp; file SHA-256 `{meta["model_sha256"][:16]}...`
+**Model** {meta.version} &nbsp;·&nbsp; {meta.architecture}, {meta.parameters:,} parameters,
+input {meta.input_spec.size}x{meta.input_spec.size} grayscale &nbsp;·&nbsp; created {meta.created}
+&nbsp;·&nbsp; file SHA-256 `{meta.model_sha256[:16]}...`
 
 ### Intended use
 - An **aid to a qualified reader** reviewing frontal (PA/AP) chest radiographs of **pediatric patients aged 1 to 5**:
@@ -27,12 +28,12 @@ input {meta["input_spec"]["size"]}x{meta["input_spec"]["size"]} grayscale &nbsp;
 - Other hospitals' images without a local validation first.
 
 ### Data
-- {meta["data"]["source"]}. Kermany D. S. et al., *Cell* 172(5), 2018; Mendeley Data doi:10.17632/rscbjbr9sj.2.
+- {meta.data["source"]}. Kermany D. S. et al., *Cell* 172(5), 2018; Mendeley Data doi:10.17632/rscbjbr9sj.2.
 - Here: 8-bit grayscale copies with the shorter side at 320 px; 72% exist only as 224x224 **squashed** copies
   (aspect ratio lost), so every image is squashed to a square before the model sees it.
-- Split: {meta["data"]["split"]}: {train["n_images"]["train"]} training, {train["n_images"]["val"]} validation,
+- Split: {meta.data["split"]}: {train["n_images"]["train"]} training, {train["n_images"]["val"]} validation,
   {train["n_images"]["test"]} internal test images. No patient is in two parts.
-- Training data fingerprint (SHA-256 of file names and labels): `{meta["data"]["fingerprint_sha256"]}`
+- Training data fingerprint (SHA-256 of file names and labels): `{meta.data["fingerprint_sha256"]}`
 
 ### Training
 - From scratch (no pretrained weights). `{train["command"]}`
@@ -41,32 +42,21 @@ input {meta["input_spec"]["size"]}x{meta["input_spec"]["size"]} grayscale &nbsp;
   plus stressed copies).
 - Augmentation: rotation, shift, zoom, gamma, contrast, brightness, blur, noise; no mirroring. Balanced class
   weights; label smoothing; AdamW with cosine decay.
-- Preprocessing: {meta["preprocessing"]}.
-- Calibration: Platt scaling on the logit, fitted on validation (a={meta["calibration"]["a"]:.3f},
-  b={meta["calibration"]["b"]:.3f}).
+- Preprocessing: {meta.preprocessing}.
+- Calibration: Platt scaling on the logit, fitted on validation (a={meta.calibration["a"]:.3f},
+  b={meta.calibration["b"]:.3f}).
 - Operating points chosen on validation pooled with stressed copies (contrast, gamma, blur, noise, resolution,
   crop), because thresholds chosen on the clean internal split did not transfer to the official test split.
 """)
 
 st.markdown("### Metrics (internal test split, patient-held-out; not the official test split)")
-st.dataframe(performance.metrics_table(tm), hide_index=True)
+st.dataframe(metrics_table(tm), hide_index=True)
 st.markdown(
     f"Calibration on the internal test: ECE {cal['before']['ece']:.3f} before, {cal['after']['ece']:.3f} "
     f"after; Brier {cal['before']['brier']:.3f} before, {cal['after']['brier']:.3f} after."
 )
-st.dataframe(
-    [
-        {
-            "operating point": k,
-            "threshold": v["threshold"],
-            "validation sensitivity": v["validation_sensitivity"],
-            "validation specificity": v["validation_specificity"],
-        }
-        for k, v in meta["operating_points"].items()
-    ],
-    hide_index=True,
-)
-official = meta.get("official_test")
+widgets.operating_point_table(meta.operating_points)
+official = meta.official_test
 if official:
     st.markdown(
         f"**Official test split** ({official['n']} images): accuracy {official['accuracy']:.1%}, "

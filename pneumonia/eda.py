@@ -6,101 +6,18 @@ python -m pneumonia.eda --data-dir ../shared/data/chest_xray --out assets/
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
-
-import cv2
-import numpy as np
-from PIL import Image
-
-from pneumonia.data import scan
-from pneumonia.io import read_file
-
-SUMMARY_FILE = "eda_summary.json"
-IMAGES_FILE = "eda_images.npz"
-MEAN_SIDE = 128
-HIST_BINS = 64
-SQUASHED_SIDE = 224  # the 224x224 copies in this data set lost their aspect ratio
 
 
-def source_kind(width: int, height: int) -> str:
-    """'squashed_224' for the 224x224 copies that lost their aspect ratio, else 'original'."""
-    return "squashed_224" if (width, height) == (SQUASHED_SIDE, SQUASHED_SIDE) else "original"
-
-
-def summarise(data_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(JSON-able summary, arrays) for a Kaggle-layout folder: counts, sizes, intensities, mean images."""
-    m = scan(data_dir)
-    sizes = [Image.open(p).size for p in m["path"]]  # header only, no decode
-    m["width"] = [s[0] for s in sizes]
-    m["height"] = [s[1] for s in sizes]
-    m["kind"] = [source_kind(w, h) for w, h in sizes]
-    counts = (
-        m.groupby(["split", "label_name"])
-        .agg(images=("path", "size"), patients=("patient_id", "nunique"))
-        .reset_index()
-        .to_dict("records")
-    )
-    subtypes = m.groupby(["split", "subtype"]).size().reset_index(name="images").to_dict("records")
-    per_patient = m.groupby(["split", "label_name", "patient_id"]).size().reset_index(name="n")
-    images_per_patient = per_patient.groupby(["label_name", "n"]).size().reset_index(name="patients").to_dict("records")
-
-    hist = {label: np.zeros(HIST_BINS) for label in ("NORMAL", "PNEUMONIA")}
-    acc = {label: [np.zeros((MEAN_SIDE, MEAN_SIDE)), np.zeros((MEAN_SIDE, MEAN_SIDE)), 0] for label in hist}
-    for path, label in zip(m["path"], m["label_name"]):
-        px = read_file(path).pixels
-        hist[label] += np.histogram(px, bins=HIST_BINS, range=(0, 256))[0] / px.size
-        small = cv2.resize(px, (MEAN_SIDE, MEAN_SIDE), interpolation=cv2.INTER_AREA).astype(np.float64)
-        acc[label][0] += small
-        acc[label][1] += small**2
-        acc[label][2] += 1
-    arrays: dict[str, np.ndarray] = {}
-    for label, (s, s2, n) in acc.items():
-        mean = s / max(n, 1)
-        arrays[f"mean_{label}"] = mean.astype(np.float32)
-        arrays[f"std_{label}"] = np.sqrt(np.maximum(s2 / max(n, 1) - mean**2, 0)).astype(np.float32)
-    n_by_label = m["label_name"].value_counts().to_dict()
-    summary = {
-        "source": "Kermany et al. 2018, Chest X-Ray Images (Pneumonia), CC BY 4.0",
-        "data_dir": Path(data_dir).name,
-        "n_images": len(m),
-        "counts": counts,
-        "subtypes": subtypes,
-        "images_per_patient": images_per_patient,
-        "sizes": {
-            "width": m["width"].tolist(),
-            "height": m["height"].tolist(),
-            "kind": m["kind"].tolist(),
-            "label": m["label_name"].tolist(),
-        },
-        "kind_counts": m.groupby(["kind", "label_name"]).size().reset_index(name="images").to_dict("records"),
-        "intensity_histogram": {
-            "bin_edges": np.linspace(0, 256, HIST_BINS + 1).tolist(),
-            **{label: (h / max(n_by_label.get(label, 1), 1)).tolist() for label, h in hist.items()},
-        },
-    }
-    return summary, arrays
-
-
-def load(assets_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """The shipped summary and arrays (what the EDA page reads)."""
-    d = Path(assets_dir)
-    summary = json.loads((d / SUMMARY_FILE).read_text())
-    with np.load(d / IMAGES_FILE) as f:
-        return summary, {k: f[k] for k in f.files}
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--out", default="assets")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    from pneumonia.insight.eda_summary import summarise, write_summary
+
     summary, arrays = summarise(args.data_dir)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY_FILE).write_text(json.dumps(summary))
-    np.savez_compressed(out / IMAGES_FILE, **arrays)
-    print(f"summarised {summary['n_images']} images -> {out / SUMMARY_FILE}, {out / IMAGES_FILE}")
+    summary_path, images_path = write_summary(args.out, summary, arrays)
+    print(f"summarised {summary['n_images']} images -> {summary_path}, {images_path}")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
+from pneumonia.serving.explain import METHODS
 
-from pneumonia.explain import METHODS
+if TYPE_CHECKING:
+    from pneumonia.core.operating_points import ThresholdChoice
+    from pneumonia.serving.explain import Explainer
+    from pneumonia.serving.results import ImageResult
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+")
     p.add_argument("--model", default=None, help="model folder (default: the shipped models/)")
@@ -25,36 +29,56 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=None, help="custom threshold (overrides --operating-point)")
     p.add_argument("--method", default="gradcam", choices=list(METHODS))
     p.add_argument("--heatmap-dir", default=None, help="write an overlay PNG per scored file here")
-    args = p.parse_args(argv)
+    return p
 
-    from pneumonia.explain import Explainer, overlay
-    from pneumonia.model import DEFAULT_MODEL_DIR, Classifier
-    from pneumonia.pipeline import score_files
+
+def result_row(r: ImageResult, choice: ThresholdChoice, model_version: str) -> dict:
+    """The JSON object printed for one file."""
+    return {
+        "file": r.name,
+        "probability": round(r.probability, 4) if r.scored else None,
+        "label": r.label,
+        "threshold": round(choice.threshold, 4),
+        "operating_point": choice.operating_point,
+        "gate": {"ok": r.gate.ok, "reasons": r.gate.reasons} if r.gate else None,
+        "error": r.error,
+        "notices": r.notices,
+        "model_version": model_version,
+    }
+
+
+def write_heatmap(explainer: Explainer, r: ImageResult, heatmap_dir: Path) -> dict:
+    """Write the overlay PNG of a scored file; returns the row's heatmap fields."""
+    from pneumonia.core.png import encode_png
+    from pneumonia.serving.explain import overlay
+
+    heat = explainer(r.model_input)
+    heatmap_dir.mkdir(parents=True, exist_ok=True)
+    path = heatmap_dir / f"{Path(r.name).stem}_{explainer.method.replace('+', 'p')}.png"
+    path.write_bytes(encode_png(overlay(r.xray.pixels, heat.cam)))
+    return {"heatmap_flat": heat.flat, "heatmap": str(path)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    from pneumonia.serving.explain import Explainer
+    from pneumonia.serving.model import DEFAULT_MODEL_DIR, Classifier
+    from pneumonia.serving.pipeline import score_files
 
     clf = Classifier(args.model or DEFAULT_MODEL_DIR)
-    op = args.operating_point or clf.default_operating_point
-    threshold = args.threshold if args.threshold is not None else clf.threshold(op)
-    explainer = Explainer(clf.model, args.method) if args.heatmap_dir else None
-    for r in score_files(clf, args.files, threshold):
-        row = {
-            "file": r.name,
-            "probability": round(r.probability, 4) if r.scored else None,
-            "label": r.label,
-            "threshold": round(threshold, 4),
-            "operating_point": op if args.threshold is None else "custom",
-            "gate": {"ok": r.gate.ok, "reasons": r.gate.reasons} if r.gate else None,
-            "error": r.error,
-            "notices": r.notices,
-            "model_version": clf.version,
-        }
+    try:
+        choice = clf.resolve_threshold(args.operating_point, args.threshold)
+    except ValueError as err:
+        parser.error(str(err))
+    explainer = None
+    if args.heatmap_dir:
+        explainer = Explainer(clf.model, args.method, last_conv_layer=clf.metadata.last_conv_layer)
+    for r in score_files(clf, args.files, choice.threshold):
+        row = result_row(r, choice, clf.version)
         if explainer is not None and r.scored:
-            heat = explainer(r.model_input)
-            row["heatmap_flat"] = heat.flat
-            out_dir = Path(args.heatmap_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            path = out_dir / f"{Path(r.name).stem}_{args.method.replace('+', 'p')}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(overlay(r.xray.pixels, heat.cam), cv2.COLOR_RGB2BGR))
-            row["heatmap"] = str(path)
+            row.update(write_heatmap(explainer, r, Path(args.heatmap_dir)))
         print(json.dumps(row), flush=True)
     return 0
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "assets" / "samples").glob("*.jpeg"))
 
@@ -36,6 +34,6 @@ def pneumonia_sample() -> Path:
 
 @pytest.fixture(scope="session")
 def classifier():
-    from pneumonia.model import Classifier
+    from pneumonia.serving.model import Classifier
 
     return Classifier()

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumonia.finalize import RUN_ARTIFACTS
-from pneumonia.model import DEFAULT_MODEL_DIR as MODELS
+from pneumonia.serving.metadata import RUN_ARTIFACTS, ModelMetadata, read_metadata
+from pneumonia.serving.model import DEFAULT_MODEL_DIR as MODELS
 
 REQUIRED = (*RUN_ARTIFACTS, "experiments.csv")
 
@@ -67,3 +67,16 @@ def test_stored_predictions_are_reproduced_by_the_classifier(classifier):
     got = [p.probability for p in classifier.predict(x)]
     want = preds.loc[list(f["files"]), "probability"].to_numpy()
     np.testing.assert_allclose(got, want, atol=0.02)  # inputs were stored at 8 bits
+
+
+def test_metadata_schema_reads_the_shipped_file_back_unchanged(meta):
+    loaded = read_metadata(MODELS)
+    assert loaded.to_dict() == meta
+    assert (loaded.last_conv_layer, loaded.logit_layer, loaded.embedding_layer) == ("last_conv_act", "logit", "gap")
+    assert loaded.input_spec.size == meta["input_spec"]["size"]
+
+
+def test_metadata_written_before_the_layer_names_were_recorded_still_loads(meta):
+    older = {k: v for k, v in meta.items() if k not in ("logit_layer", "embedding_layer")}
+    loaded = ModelMetadata.from_dict(older)
+    assert (loaded.logit_layer, loaded.embedding_layer) == ("logit", "gap")

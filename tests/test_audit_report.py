@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from pneumonia.audit import AuditLog, default_path
-from pneumonia.gate import GateResult
-from pneumonia.io import load_xray
-from pneumonia.pipeline import ImageResult
-from pneumonia.report import pdf_report, worklist, worklist_csv
+from pneumonia.core.decode import load_xray
+from pneumonia.core.operating_points import ThresholdChoice
+from pneumonia.insight.report import pdf_report, worklist, worklist_csv
+from pneumonia.serving.gate import GateResult
+from pneumonia.serving.results import ImageResult
 
 SHA = "a" * 64
 
@@ -87,9 +88,7 @@ def test_pdf_report(samples):
         r,
         rgb,
         model_version="v1",
-        operating_point="balanced",
-        sensitivity=0.95,
-        specificity=0.9,
+        choice=ThresholdChoice("balanced", 0.5, 0.95, 0.9),
         method="Grad-CAM",
         heatmap_flat=False,
     )
@@ -100,9 +99,7 @@ def test_pdf_report(samples):
             _results(samples)[2],
             rgb,
             model_version="v1",
-            operating_point="balanced",
-            sensitivity=None,
-            specificity=None,
+            choice=ThresholdChoice("custom", 0.5),
             method="Grad-CAM",
             heatmap_flat=False,
         )

@@ -176,8 +176,8 @@ def test_batch_upload_shows_a_worklist(app_url, browser, samples, tmp_path):
 def test_eight_concurrent_sessions_get_their_own_results(app_url, browser, classifier, samples):
     """Eight browser sessions upload different x-rays at once to one server (one shared model):
     each sees the probability of its own image."""
-    from pneumonia.pipeline import score
-    from pneumonia.report import format_probability
+    from pneumonia.insight.report import format_probability
+    from pneumonia.serving.pipeline import score
 
     picks = samples[:8]
     results = score(classifier, [(p.name, p.read_bytes()) for p in picks], 0.5)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pneumonia.serving.metadata import RUN_ARTIFACTS, read_metadata
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,15 +36,27 @@ def _kaggle_layout(root: Path, samples: list[Path], split: str, copies: int = 1)
 def test_predict_cli_reports_each_file(samples, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    res = _run("pneumonia.predict", str(samples[0]), str(bad), str(samples[-1]), "--heatmap-dir", str(tmp_path))
+    missing = tmp_path / "missing.jpeg"
+    files = [str(samples[0]), str(bad), str(missing), str(samples[-1])]
+    res = _run("pneumonia.predict", *files, "--heatmap-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr
-    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
-    assert [Path(r["file"]).name for r in rows] == [samples[0].name, "bad.jpg", samples[-1].name]
-    good, broken = rows[0], rows[1]
+    rows = [json.loads(line) for line in res.stdout.splitlines()]  # every line of stdout is one JSON object
+    assert [Path(r["file"]).name for r in rows] == [samples[0].name, "bad.jpg", "missing.jpeg", samples[-1].name]
+    good, broken, absent = rows[0], rows[1], rows[2]
     assert set(good) >= {"file", "probability", "label", "threshold", "gate", "error"}
     assert 0 <= good["probability"] <= 1 and good["gate"]["ok"] and good["error"] is None
     assert good["label"] in ("NORMAL", "PNEUMONIA") and Path(good["heatmap"]).exists()
     assert broken["probability"] is None and "not a readable image" in broken["error"]
+    assert absent["probability"] is None and absent["error"] == "The file was not found."
+    assert rows[3]["error"] is None and rows[3]["operating_point"] == "balanced"
+
+
+def test_predict_cli_custom_threshold_and_unknown_point(samples):
+    res = _run("pneumonia.predict", str(samples[0]), "--threshold", "0.25")
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["operating_point"] == "custom" and row["threshold"] == 0.25
+    res = _run("pneumonia.predict", str(samples[0]), "--operating-point", "sensitive")
+    assert res.returncode == 2 and "unknown operating point 'sensitive'" in res.stderr
 
 
 def test_evaluate_cli_on_a_kaggle_folder(samples, tmp_path):
@@ -74,7 +88,7 @@ def test_evaluate_cli_on_a_kaggle_folder(samples, tmp_path):
 @pytest.mark.slow
 def test_tiny_training_run_end_to_end(samples, tmp_path):
     """Two epochs on 40 real images: artifacts are written, load back and predict."""
-    from pneumonia.model import Classifier
+    from pneumonia.serving.model import Classifier
     from pneumonia.train import main as train_main
 
     data = _kaggle_layout(tmp_path / "data", samples, "train", copies=4)
@@ -97,8 +111,6 @@ def test_tiny_training_run_end_to_end(samples, tmp_path):
             str(tmp_path / "exp.csv"),
         ]
     )
-    from pneumonia.finalize import RUN_ARTIFACTS
-
     for name in RUN_ARTIFACTS:
         assert (out / name).exists(), name
     split = __import__("pandas").read_csv(out / "split.csv")
@@ -109,3 +121,6 @@ def test_tiny_training_run_end_to_end(samples, tmp_path):
     assert len(preds) == 3 and all(0 <= p.probability <= 1 for p in preds)
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["input_spec"]["size"] == 64 and meta["training"]["epochs_run"] == 2
+    # one schema: what the writer wrote is what the loader reads back
+    assert read_metadata(out).to_dict() == meta
+    assert clf.model.get_layer(meta["last_conv_layer"]) and clf.model.get_layer(meta["logit_layer"])

@@ -1,4 +1,4 @@
-"""pneumonia.data: file-name parsing, Kaggle-layout scanning and the patient-level split."""
+"""Kaggle-layout file-name parsing, Kaggle-layout scanning and the patient-level split."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumonia.data import parse_filename, patient_split, scan
+from pneumonia.core.kaggle_layout import parse_filename, scan
+from pneumonia.training.data import patient_split
 
 
 @pytest.mark.parametrize(

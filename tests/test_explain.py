@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pneumonia.explain import METHODS, Explainer, overlay
-from pneumonia.io import read_file
-from pneumonia.preprocess import to_model_input
+from pneumonia.core.decode import read_file
+from pneumonia.core.preprocess import to_model_input
+from pneumonia.serving.explain import METHODS, Explainer, overlay
+
+
+def _explainer(classifier, method: str) -> Explainer:
+    return Explainer(classifier.model, method, last_conv_layer=classifier.metadata.last_conv_layer)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +21,7 @@ def model_input(classifier, pneumonia_sample):
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_each_method_gives_a_normalised_map(classifier, model_input, method):
-    heat = Explainer(classifier.model, method)(model_input)
+    heat = _explainer(classifier, method)(model_input)
     size = classifier.spec.size
     assert heat.cam.shape == (size, size)
     assert not heat.flat
@@ -25,7 +29,7 @@ def test_each_method_gives_a_normalised_map(classifier, model_input, method):
 
 
 def test_flat_map_is_detected(classifier, model_input):
-    explainer = Explainer(classifier.model, "gradcam")
+    explainer = _explainer(classifier, "gradcam")
     explainer.visualizer = lambda *a, **k: np.zeros((1, 160, 160))
     heat = explainer(model_input)
     assert heat.flat and heat.cam.max() == 0
@@ -34,14 +38,14 @@ def test_flat_map_is_detected(classifier, model_input):
 def test_explainers_do_not_modify_the_shared_model(classifier, model_input):
     before = classifier.predict(model_input[None])[0].probability
     for method in METHODS:
-        Explainer(classifier.model, method)
+        _explainer(classifier, method)
     assert classifier.model.get_layer("probability").activation.__name__ == "sigmoid"
     assert classifier.predict(model_input[None])[0].probability == pytest.approx(before, abs=1e-6)
 
 
 def test_unknown_method(classifier):
     with pytest.raises(ValueError, match="unknown heatmap method"):
-        Explainer(classifier.model, "saliency")
+        _explainer(classifier, "saliency")
 
 
 def test_overlay_matches_the_xray(pneumonia_sample):

@@ -14,13 +14,14 @@ from sklearn.metrics import (
 )
 from sklearn.metrics import confusion_matrix as sk_confusion
 
-from pneumonia import calibration, operating_points
-from pneumonia.metrics import (
+from pneumonia.core import calibration, operating_points
+from pneumonia.core.metrics import (
     binary_metrics,
     bootstrap_ci,
     expected_calibration_error,
     predictive_values_at_prevalence,
 )
+from pneumonia.core.operating_points import resolve_threshold
 
 RNG = np.random.default_rng(3)
 Y = RNG.integers(0, 2, 300)
@@ -77,3 +78,25 @@ def test_platt_calibration_improves_a_miscalibrated_score():
     before = expected_calibration_error(y, calibration.apply(None, logits * 3))
     after = expected_calibration_error(y, calibration.apply(cal, logits * 3))
     assert after < before / 2
+
+
+POINTS = {
+    "balanced": {"threshold": 0.6, "validation_sensitivity": 0.9, "validation_specificity": 0.8},
+    "high_sensitivity": {"threshold": 0.3, "validation_sensitivity": 0.99, "validation_specificity": 0.5},
+}
+
+
+def test_resolve_threshold_default_named_and_custom():
+    default = resolve_threshold(POINTS, "balanced")
+    assert (default.operating_point, default.threshold, default.validated) == ("balanced", 0.6, True)
+    named = resolve_threshold(POINTS, "balanced", "high_sensitivity")
+    assert named.threshold == 0.3 and named.validation_sensitivity == 0.99
+    custom = resolve_threshold(POINTS, "balanced", "high_sensitivity", custom_threshold=0.42)
+    assert (custom.operating_point, custom.threshold, custom.validated) == ("custom", 0.42, False)
+
+
+def test_resolve_threshold_refuses_unknown_points_and_impossible_thresholds():
+    with pytest.raises(ValueError, match="unknown operating point 'sensitive'"):
+        resolve_threshold(POINTS, "balanced", "sensitive")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        resolve_threshold(POINTS, "balanced", custom_threshold=1.5)

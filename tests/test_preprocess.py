@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumonia.cache import load_arrays
-from pneumonia.io import load_xray, read_file
-from pneumonia.preprocess import InputSpec, to_model_input
+from pneumonia.core.decode import load_xray, read_file
+from pneumonia.core.preprocess import InputSpec, to_model_input
+from pneumonia.training.input_cache import load_arrays
 
 
 def test_shape_range_and_squash(samples):

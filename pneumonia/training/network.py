@@ -5,8 +5,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+# Recorded in the model's metadata, from which serving reads them.
 LAST_CONV_LAYER = "last_conv_act"
 LOGIT_LAYER = "logit"
+EMBEDDING_LAYER = "gap"
 
 
 def build_model(size: int = 160, widths: tuple[int, ...] = (48, 96, 192, 320), dropout: float = 0.3) -> keras.Model:
@@ -33,7 +35,7 @@ def build_model(size: int = 160, widths: tuple[int, ...] = (48, 96, 192, 320), d
     x = layers.SeparableConv2D(widths[-1] + 64, 3, padding="same", use_bias=False, name="last_conv")(x)
     x = layers.BatchNormalization(name="last_conv_bn")(x)
     x = layers.Activation("relu", name=LAST_CONV_LAYER)(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     logit = layers.Dense(1, name=LOGIT_LAYER)(x)
     outputs = layers.Activation("sigmoid", name="probability")(logit)

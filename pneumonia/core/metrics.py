@@ -95,3 +95,30 @@ def bootstrap_ci(
         for k in keys:
             samples[k].append(r[k])
     return {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] for k, v in samples.items()}
+
+
+def _rate_per_subtype(y_true: np.ndarray, prob: np.ndarray, threshold: float, subtypes: np.ndarray) -> dict:
+    """Recall per pneumonia subtype; normals have no recall, so they get the rate called normal."""
+    per = {}
+    for sub in sorted(set(subtypes)):
+        mask = np.asarray(subtypes) == sub
+        r = rates(*confusion(np.asarray(y_true)[mask], np.asarray(prob)[mask], threshold))
+        key = "specificity" if sub == "normal" else "recall"
+        per[sub] = {"n": int(mask.sum()), key: r["specificity" if sub == "normal" else "sensitivity"]}
+    return per
+
+
+def metrics_with_ci(
+    y_true: np.ndarray,
+    prob: np.ndarray,
+    threshold: float,
+    groups: np.ndarray | None = None,
+    subtypes: np.ndarray | None = None,
+    n_boot: int = 1000,
+) -> dict:
+    """:func:`binary_metrics` at ``threshold`` with patient-level bootstrap 95% CIs and recall per subtype."""
+    out = binary_metrics(y_true, prob, threshold)
+    out["ci95"] = bootstrap_ci(y_true, prob, threshold, groups=groups, n_boot=n_boot)
+    if subtypes is not None:
+        out["per_subtype"] = _rate_per_subtype(y_true, prob, threshold, subtypes)
+    return out

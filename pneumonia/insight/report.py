@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 from fpdf import FPDF
-from PIL import Image
 
-from pneumonia.pipeline import ImageResult
+from pneumonia.core.operating_points import ThresholdChoice
+from pneumonia.core.png import encode_png
+from pneumonia.serving.results import ImageResult
 
 DISCLAIMER = (
     "Decision support only. This research model was trained on one hospital's pediatric chest "
@@ -56,12 +57,46 @@ def worklist_csv(results: list[ImageResult], include_names: bool = False) -> byt
 
 
 def _png(rgb_or_gray: np.ndarray, max_side: int = 900) -> io.BytesIO:
-    img = Image.fromarray(rgb_or_gray)
-    img.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    buf.seek(0)
-    return buf
+    return io.BytesIO(encode_png(rgb_or_gray, max_side))
+
+
+def _line(pdf: FPDF, height: float, text: str) -> None:
+    pdf.cell(0, height, text, new_x="LMARGIN", new_y="NEXT")
+
+
+def _images(pdf: FPDF, result: ImageResult, overlay_rgb: np.ndarray, method: str, heatmap_flat: bool) -> None:
+    """The original and the heatmap overlay side by side, with captions."""
+    w = 90
+    y0 = pdf.get_y()
+    h, wd = result.xray.shape
+    pdf.image(_png(result.xray.pixels), x=10, y=y0, w=w)
+    pdf.image(_png(overlay_rgb), x=110, y=y0, w=w)
+    pdf.set_y(y0 + w * h / wd + 2)
+    pdf.set_font("Helvetica", "I", 8)
+    pdf.cell(100, 4, "Original")
+    _line(pdf, 4, f"{method} heatmap" + (" (flat: no localised evidence)" if heatmap_flat else ""))
+
+
+def _findings(pdf: FPDF, result: ImageResult, choice: ThresholdChoice) -> None:
+    """Probability, the result at the operating point with its validation figures, and notices."""
+    pdf.set_font("Helvetica", "B", 12)
+    _line(pdf, 7, f"Pneumonia probability (calibrated): {format_probability(result.probability)}")
+    _line(
+        pdf,
+        7,
+        f"Result at operating point '{choice.operating_point}' (threshold {result.threshold:.3f}): {result.label}",
+    )
+    pdf.set_font("Helvetica", "", 10)
+    if choice.validated:
+        _line(
+            pdf,
+            6,
+            f"Validation sensitivity {choice.validation_sensitivity:.1%}, specificity "
+            f"{choice.validation_specificity:.1%} at this point (internal split; expect lower on other "
+            "hospitals' images).",
+        )
+    for note in result.notices:
+        _line(pdf, 5, f"Note: {note}")
 
 
 def pdf_report(
@@ -69,9 +104,7 @@ def pdf_report(
     overlay_rgb: np.ndarray,
     *,
     model_version: str,
-    operating_point: str,
-    sensitivity: float | None,
-    specificity: float | None,
+    choice: ThresholdChoice,
     method: str,
     heatmap_flat: bool,
 ) -> bytes:
@@ -82,61 +115,14 @@ def pdf_report(
     pdf.set_auto_page_break(False)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 15)
-    pdf.cell(0, 9, "Chest x-ray review: pneumonia model output", new_x="LMARGIN", new_y="NEXT")
+    _line(pdf, 9, "Chest x-ray review: pneumonia model output")
     pdf.set_font("Helvetica", "", 9)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    pdf.cell(
-        0,
-        5,
-        f"Generated {when}  |  model {model_version}  |  image SHA-256 {result.xray.sha256[:16]}...",
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
+    _line(pdf, 5, f"Generated {when}  |  model {model_version}  |  image SHA-256 {result.xray.sha256[:16]}...")
     pdf.ln(3)
-    w = 90
-    y0 = pdf.get_y()
-    h, wd = result.xray.shape
-    img_h = w * h / wd
-    pdf.image(_png(result.xray.pixels), x=10, y=y0, w=w)
-    pdf.image(_png(overlay_rgb), x=110, y=y0, w=w)
-    pdf.set_y(y0 + img_h + 2)
-    pdf.set_font("Helvetica", "I", 8)
-    pdf.cell(100, 4, "Original")
-    pdf.cell(
-        0,
-        4,
-        f"{method} heatmap" + (" (flat: no localised evidence)" if heatmap_flat else ""),
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
+    _images(pdf, result, overlay_rgb, method, heatmap_flat)
     pdf.ln(4)
-    pdf.set_font("Helvetica", "B", 12)
-    pdf.cell(
-        0,
-        7,
-        f"Pneumonia probability (calibrated): {format_probability(result.probability)}",
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
-    pdf.cell(
-        0,
-        7,
-        f"Result at operating point '{operating_point}' (threshold {result.threshold:.3f}): {result.label}",
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
-    pdf.set_font("Helvetica", "", 10)
-    if sensitivity is not None and specificity is not None:
-        pdf.cell(
-            0,
-            6,
-            f"Validation sensitivity {sensitivity:.1%}, specificity {specificity:.1%} at this point "
-            "(internal split; expect lower on other hospitals' images).",
-            new_x="LMARGIN",
-            new_y="NEXT",
-        )
-    for note in result.notices:
-        pdf.cell(0, 5, f"Note: {note}", new_x="LMARGIN", new_y="NEXT")
+    _findings(pdf, result, choice)
     pdf.ln(4)
     pdf.set_font("Helvetica", "", 8)
     pdf.multi_cell(0, 4, DISCLAIMER)

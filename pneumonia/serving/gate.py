@@ -16,16 +16,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from sklearn.covariance import LedoitWolf
-from sklearn.decomposition import PCA
 
-from pneumonia.io import XRay
+from pneumonia.core.decode import XRay
 
 PCA_SIDE = 32
-PCA_COMPONENTS = 40
-# The limits are this quantile of the validation x-rays' scores, times a margin.
-ACCEPT_QUANTILE = 0.995
-MARGIN = 1.25
 RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RG", "PX", "OT", ""}
 COLOUR_LIMIT = 12.0  # Hasler-Suesstrunk colourfulness; x-rays score ~0, photographs > 15
 MIN_STD = 10.0  # 8-bit grey levels
@@ -48,39 +42,22 @@ def appearance_vector(model_input: np.ndarray) -> np.ndarray:
     return flat / (flat.std(1, keepdims=True) + 1e-3)
 
 
-def fit(
-    train_inputs: np.ndarray, train_embeddings: np.ndarray, val_inputs: np.ndarray, val_embeddings: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Gate parameters: models fitted on training x-rays, limits set on held-out validation x-rays
-    (in-sample scores are optimistic and would set the limits too tight)."""
-    vec = appearance_vector(train_inputs)
-    pca = PCA(n_components=min(PCA_COMPONENTS, len(vec) // 2), random_state=0).fit(vec)
-    lw = LedoitWolf().fit(np.asarray(train_embeddings, np.float64))
-    params = {
-        "pca_mean": pca.mean_.astype(np.float32),
-        "pca_components": pca.components_.astype(np.float32),
-        "emb_mean": lw.location_.astype(np.float64),
-        "emb_precision": lw.precision_.astype(np.float64),
-    }
-    app = _appearance_error(params, appearance_vector(val_inputs))
-    emb = _mahalanobis(params, val_embeddings)
-    params["appearance_limit"] = np.float64(np.quantile(app, ACCEPT_QUANTILE) * MARGIN)
-    params["embedding_limit"] = np.float64(np.quantile(emb, ACCEPT_QUANTILE) * MARGIN)
-    return params
-
-
-def _appearance_error(params: dict, vec: np.ndarray) -> np.ndarray:
+def appearance_error(params: dict, vec: np.ndarray) -> np.ndarray:
+    """Mean squared PCA reconstruction error of appearance vectors."""
     centred = vec - params["pca_mean"]
     recon = centred @ params["pca_components"].T @ params["pca_components"]
     return np.mean((centred - recon) ** 2, axis=1)
 
 
-def _mahalanobis(params: dict, emb: np.ndarray) -> np.ndarray:
+def embedding_distance(params: dict, emb: np.ndarray) -> np.ndarray:
+    """Mahalanobis distance of embeddings to the training set's."""
     d = np.asarray(emb, np.float64) - params["emb_mean"]
     return np.sqrt(np.einsum("ij,jk,ik->i", d, params["emb_precision"], d))
 
 
 class Gate:
+    """The fitted gate (``gate.npz`` in models/, fitted by :mod:`pneumonia.training.gate_fitting`)."""
+
     def __init__(self, params: dict[str, np.ndarray]):
         self.params = params
 
@@ -89,12 +66,11 @@ class Gate:
         with np.load(path) as f:
             return cls({k: f[k] for k in f.files})
 
-    def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, **self.params)
-
     def scores(self, model_inputs: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(appearance error, embedding distance) for a batch."""
-        return _appearance_error(self.params, appearance_vector(model_inputs)), _mahalanobis(self.params, embeddings)
+        return appearance_error(self.params, appearance_vector(model_inputs)), embedding_distance(
+            self.params, embeddings
+        )
 
     def check(self, xray: XRay, model_input: np.ndarray, embedding: np.ndarray) -> GateResult:
         """Plain rules first (each gives its own reason), then the two learned checks."""

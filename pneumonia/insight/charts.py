@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-from pneumonia.metrics import confusion, rates
+from pneumonia.core.metrics import confusion, rates
 
 CLASS_COLOURS = {
     "NORMAL": "#2b8cbe",

@@ -1,19 +1,22 @@
-"""Decode a data set once into model-ready arrays on disk, keyed by files and input spec."""
+"""The training input cache: a data set decoded once into model-ready arrays on disk, keyed by
+its files and the input spec."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pneumonia.io import read_file
-from pneumonia.preprocess import InputSpec, to_model_input
+from pneumonia.core.decode import read_file
+from pneumonia.core.preprocess import InputSpec, to_model_input
 
 DEFAULT_CACHE_DIR = Path("cache")
+log = logging.getLogger(__name__)
 
 
 def fingerprint(manifest: pd.DataFrame) -> str:
@@ -35,8 +38,8 @@ def load_arrays(manifest: pd.DataFrame, spec: InputSpec, cache_dir: Path = DEFAU
     for i, p in enumerate(manifest["path"]):
         out[i] = to_model_input(read_file(p).pixels, spec)
         if (i + 1) % 1000 == 0:
-            print(f"decoded {i + 1}/{len(manifest)} images ({time.time() - t0:.0f} s)", flush=True)
+            log.info("decoded %d/%d images (%.0f s)", i + 1, len(manifest), time.time() - t0)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, out)
-    print(f"cached {len(manifest)} images in {time.time() - t0:.0f} s -> {path}", flush=True)
+    log.info("cached %d images in %.0f s -> %s", len(manifest), time.time() - t0, path)
     return out

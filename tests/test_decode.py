@@ -1,4 +1,4 @@
-"""pneumonia.io: every bad input gets a specific message; odd but valid inputs are converted."""
+"""pneumonia.core.decode: every bad input gets a specific message; odd but valid inputs are converted."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumonia.io import MAX_PIXELS, InvalidImage, load_xray
+from pneumonia.core.decode import MAX_PIXELS, InvalidImage, load_xray
 from tests.dicom_factory import make_dicom
 from tests.helpers import encode, gray_pixels
 

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pneumonia import calibration
-from pneumonia.network import LOGIT_LAYER
-from pneumonia.preprocess import InputSpec
+from pneumonia.core import calibration
+from pneumonia.core.operating_points import ThresholdChoice
+from pneumonia.serving.metadata import ModelMetadata, read_metadata
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if TYPE_CHECKING:
+    import keras
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
-EMBEDDING_LAYER = "gap"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
-def forward_model(model):
+def forward_model(model: keras.Model, logit_layer: str, embedding_layer: str) -> keras.Model:
     """A view of ``model`` returning (logit, penultimate embedding) in one pass."""
     import keras
 
-    return keras.Model(model.input, [model.get_layer(LOGIT_LAYER).output, model.get_layer(EMBEDDING_LAYER).output])
+    return keras.Model(model.input, [model.get_layer(logit_layer).output, model.get_layer(embedding_layer).output])
 
 
-def forward(fwd, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def forward(fwd: keras.Model, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Logits (N,) and embeddings (N, D) for model inputs.
 
     ``predict_on_batch`` runs a compiled graph: about 5 ms for one image here, against 36 ms for
@@ -51,19 +50,19 @@ class Prediction:
 
 
 class Classifier:
-    """Loads ``models/`` once; thresholds and calibration come from the metadata, not code."""
+    """Loads ``models/`` once; layer names, thresholds and calibration come from the metadata, not code."""
 
     def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR):
         import keras
 
-        from pneumonia.gate import Gate
+        from pneumonia.serving.gate import Gate
 
         self.model_dir = Path(model_dir)
-        self.metadata = json.loads((self.model_dir / "metadata.json").read_text())
-        self.model = keras.models.load_model(self.model_dir / self.metadata["model_file"], compile=False)
-        self._forward = forward_model(self.model)
-        self.spec = InputSpec.from_dict(self.metadata["input_spec"])
-        self.gate = Gate.load(self.model_dir / self.metadata["gate_file"])
+        self.metadata: ModelMetadata = read_metadata(self.model_dir)
+        self.model = keras.models.load_model(self.model_dir / self.metadata.model_file, compile=False)
+        self._forward = forward_model(self.model, self.metadata.logit_layer, self.metadata.embedding_layer)
+        self.spec = self.metadata.input_spec
+        self.gate = Gate.load(self.model_dir / self.metadata.gate_file)
         # Streamlit sessions share this instance; a 5 ms forward pass is cheap to serialise and
         # keeps Keras' lazily built predict function out of any race.
         self._lock = threading.Lock()
@@ -71,22 +70,27 @@ class Classifier:
 
     @property
     def version(self) -> str:
-        return str(self.metadata["version"])
+        return str(self.metadata.version)
 
     @property
     def operating_points(self) -> dict[str, dict]:
-        return self.metadata["operating_points"]
+        return self.metadata.operating_points
 
     @property
     def default_operating_point(self) -> str:
-        return self.metadata["default_operating_point"]
+        return self.metadata.default_operating_point
+
+    def resolve_threshold(
+        self, operating_point: str | None = None, custom_threshold: float | None = None
+    ) -> ThresholdChoice:
+        return self.metadata.resolve_threshold(operating_point, custom_threshold)
 
     def threshold(self, operating_point: str) -> float:
-        return float(self.operating_points[operating_point]["threshold"])
+        return self.resolve_threshold(operating_point).threshold
 
     def predict(self, batch: np.ndarray) -> list[Prediction]:
         """Calibrated probabilities (and embeddings for the gate) for a batch of model inputs."""
         with self._lock:
             logits, embs = forward(self._forward, batch)
-        probs = calibration.apply(self.metadata.get("calibration"), logits)
+        probs = calibration.apply(self.metadata.calibration, logits)
         return [Prediction(float(lo), float(p), e) for lo, p, e in zip(logits, probs, embs)]

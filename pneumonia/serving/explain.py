@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from pneumonia.network import LAST_CONV_LAYER
+if TYPE_CHECKING:
+    import keras
 
 METHODS = {
     "gradcam": "Grad-CAM",
@@ -35,9 +37,12 @@ class Heatmap:
 
 class Explainer:
     """One tf-keras-vis visualizer; the library clones the model (clone=True) so the shared
-    classifier is never modified. Calls are serialised: Streamlit sessions share one instance."""
+    classifier is never modified. Calls are serialised: Streamlit sessions share one instance.
 
-    def __init__(self, model, method: str = "gradcam"):
+    ``last_conv_layer`` comes from the model's metadata (``ModelMetadata.last_conv_layer``).
+    """
+
+    def __init__(self, model: keras.Model, method: str = "gradcam", *, last_conv_layer: str):
         from tf_keras_vis.gradcam import Gradcam
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
         from tf_keras_vis.layercam import Layercam
@@ -50,6 +55,7 @@ class Explainer:
         # Linear output: gradients of the logit, not of a saturated sigmoid.
         self.visualizer = cls(model, model_modifier=ReplaceToLinear(), clone=True)
         self.method = method
+        self.last_conv_layer = last_conv_layer
         self._lock = threading.Lock()
 
     def __call__(self, model_input: np.ndarray) -> Heatmap:
@@ -60,7 +66,7 @@ class Explainer:
             raw = self.visualizer(
                 BinaryScore(True),  # evidence for pneumonia
                 np.asarray(model_input, np.float32)[None],
-                penultimate_layer=LAST_CONV_LAYER,
+                penultimate_layer=self.last_conv_layer,
                 # use the named ReLU output itself: by default the library walks back to the
                 # conv layer before it, whose signed pre-activation output zeroes Grad-CAM++
                 seek_penultimate_conv_layer=False,

@@ -99,3 +99,11 @@ def stress_variants(x: np.ndarray) -> dict[str, np.ndarray]:
     """Every stress perturbation of a batch of model inputs, the identity included."""
     x = x.astype(np.float32)
     return {name: np.asarray(fn(x), np.float32) for name, fn in STRESS.items()}
+
+
+def augmentation_preview(model_input: np.ndarray, strength: float, n: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """The model input, then ``n`` random training augmentations of it, as uint8 images."""
+    tf.random.set_seed(seed)
+    batch = np.repeat(model_input[None], n, axis=0)
+    augmented, _, _ = make_augmenter(strength)(tf.constant(batch), tf.zeros((n, 1)), tf.ones((n,)))
+    return [np.uint8(np.clip(i[..., 0], 0, 1) * 255) for i in [model_input, *np.asarray(augmented)]]

@@ -9,10 +9,12 @@ one leaning the way its name says.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from pneumonia.metrics import confusion, rates
+from pneumonia.core.metrics import confusion, rates
 
 MIN_SENSITIVITY = 0.98
 MIN_SPECIFICITY = 0.95
@@ -51,3 +53,44 @@ def describe(y_true: np.ndarray, prob: np.ndarray, threshold: float, label: str 
         "sensitivity": r["sensitivity"],
         "specificity": r["specificity"],
     }
+
+
+CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The threshold in force and where it came from: a named operating point or a custom value."""
+
+    operating_point: str  # a key of the model's operating points, or "custom"
+    threshold: float
+    validation_sensitivity: float | None = None  # None for a custom threshold: it was never validated
+    validation_specificity: float | None = None
+
+    @property
+    def validated(self) -> bool:
+        return self.validation_sensitivity is not None and self.validation_specificity is not None
+
+
+def resolve_threshold(
+    points: dict[str, dict],
+    default_point: str,
+    operating_point: str | None = None,
+    custom_threshold: float | None = None,
+) -> ThresholdChoice:
+    """The one rule for page, predict and evaluate: a custom threshold wins; else the named
+    operating point (the model's default when none is named) with its validation figures."""
+    if custom_threshold is not None:
+        if not 0.0 <= custom_threshold <= 1.0:
+            raise ValueError(f"a threshold is a probability between 0 and 1, not {custom_threshold}")
+        return ThresholdChoice(CUSTOM, float(custom_threshold))
+    name = operating_point or default_point
+    if name not in points:
+        raise ValueError(f"unknown operating point {name!r}; choose from {', '.join(points)}")
+    point = points[name]
+    return ThresholdChoice(
+        name,
+        float(point["threshold"]),
+        point.get("validation_sensitivity"),
+        point.get("validation_specificity"),
+    )

@@ -1,4 +1,4 @@
-"""Reads the evaluation artifacts in models/ for the performance page and the model card."""
+"""Reads a model folder's metadata and evaluation artifacts back, for the performance page and the model card."""
 
 from __future__ import annotations
 
@@ -8,6 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pneumonia.serving.metadata import (
+    EXPERIMENT_LOG_FILE,
+    FAILURES_FILE,
+    HISTORY_FILE,
+    TEST_METRICS_FILE,
+    TEST_PREDICTIONS_FILE,
+    ModelMetadata,
+    read_metadata,
+)
 
 # Published results on the official 624-image test split (the split this project is judged on).
 PUBLISHED = [
@@ -41,7 +51,9 @@ METRIC_NAMES = {
 
 @dataclass
 class Artifacts:
-    metadata: dict
+    """What a finished training run left in its model folder, read back."""
+
+    metadata: ModelMetadata
     test_metrics: dict
     predictions: pd.DataFrame
     history: pd.DataFrame
@@ -49,16 +61,16 @@ class Artifacts:
     experiments: pd.DataFrame | None
 
 
-def load(model_dir: str | Path) -> Artifacts:
+def load_artifacts(model_dir: str | Path) -> Artifacts:
     d = Path(model_dir)
-    with np.load(d / "failures.npz") as f:
+    with np.load(d / FAILURES_FILE) as f:
         failures = {k: f[k] for k in f.files}
-    exp = d / "experiments.csv"
+    exp = d / EXPERIMENT_LOG_FILE
     return Artifacts(
-        metadata=json.loads((d / "metadata.json").read_text()),
-        test_metrics=json.loads((d / "test_metrics.json").read_text()),
-        predictions=pd.read_csv(d / "test_predictions.csv"),
-        history=pd.read_csv(d / "history.csv"),
+        metadata=read_metadata(d),
+        test_metrics=json.loads((d / TEST_METRICS_FILE).read_text()),
+        predictions=pd.read_csv(d / TEST_PREDICTIONS_FILE),
+        history=pd.read_csv(d / HISTORY_FILE),
         failures=failures,
         experiments=pd.read_csv(exp) if exp.exists() else None,
     )
@@ -74,6 +86,24 @@ def metrics_table(test_metrics: dict) -> pd.DataFrame:
 
 
 def comparison_table(test_metrics: dict) -> pd.DataFrame:
+    """This model's internal-test figures beside the published ones."""
     ours = {"source": "This model", "split": "internal test (patient-held-out from Kaggle train)"}
     ours.update({k: test_metrics[k] for k in ("accuracy", "sensitivity", "specificity", "roc_auc")})
     return pd.DataFrame([ours, *PUBLISHED])
+
+
+def operating_point_rows(operating_points: dict[str, dict], by_operating_point: dict | None = None) -> pd.DataFrame:
+    """One row per operating point: threshold and validation figures, and the internal test's when given."""
+    rows = []
+    for name, point in operating_points.items():
+        row = {
+            "operating point": name,
+            "threshold": point["threshold"],
+            "validation sensitivity": point["validation_sensitivity"],
+            "validation specificity": point["validation_specificity"],
+        }
+        if by_operating_point is not None:
+            row["internal test sensitivity"] = by_operating_point[name]["sensitivity"]
+            row["internal test specificity"] = by_operating_point[name]["specificity"]
+        rows.append(row)
+    return pd.DataFrame(rows)

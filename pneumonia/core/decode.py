@@ -8,7 +8,7 @@ numbers never leave this module.
 from __future__ import annotations
 
 import hashlib
-import io as _io
+import io
 import warnings
 from dataclasses import dataclass, field
 
@@ -86,7 +86,7 @@ def _load_raster(data: bytes) -> XRay:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(_io.BytesIO(data))
+            img = Image.open(io.BytesIO(data))
             fmt = img.format or "image"
             w, h = img.size
             if w * h > MAX_PIXELS:
@@ -146,7 +146,7 @@ def _load_dicom(data: bytes) -> XRay:
 
     notices: list[str] = []
     try:
-        ds = pydicom.dcmread(_io.BytesIO(data), force=True)
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, KeyError, AttributeError) as err:
         raise InvalidImage(f"The DICOM file is corrupt or truncated ({type(err).__name__}).") from None
     meta = {tag: _safe_value(ds.get(tag)) for tag in SAFE_DICOM_TAGS if tag in ds}

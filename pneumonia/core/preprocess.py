@@ -1,4 +1,4 @@
-"""The one preprocessing function shared by training and inference."""
+"""The one preprocessing function shared by training and inference, with its frozen input spec."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+
+SQUASHED_SIDE = 224  # the 224x224 copies in this data set lost their aspect ratio
 
 
 @dataclass(frozen=True)
@@ -50,3 +52,8 @@ def batch_to_model_input(images: list[np.ndarray], spec: InputSpec) -> np.ndarra
         if images
         else np.zeros((0, spec.size, spec.size, 1), np.float32)
     )
+
+
+def source_kind(width: int, height: int) -> str:
+    """'squashed_224' for the 224x224 copies that lost their aspect ratio, else 'original'."""
+    return "squashed_224" if (width, height) == (SQUASHED_SIDE, SQUASHED_SIDE) else "original"

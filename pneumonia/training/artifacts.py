@@ -1,0 +1,96 @@
+"""The one writer of a model folder (``models/`` or a run folder).
+
+File names and the metadata schema are :mod:`pneumonia.serving.metadata`'s, which serving and
+insight use to read the folder back.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from pneumonia.serving.metadata import (
+    FAILURES_FILE,
+    GATE_FILE,
+    HISTORY_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    RUN_FILE,
+    SPLIT_FILE,
+    TEST_METRICS_FILE,
+    TEST_PREDICTIONS_FILE,
+    VAL_PREDICTIONS_FILE,
+    ModelMetadata,
+)
+
+if TYPE_CHECKING:
+    import keras
+
+
+@dataclass
+class FinalizedRun:
+    """Everything the finalize steps produce for a trained model, ready to be written."""
+
+    metadata: ModelMetadata
+    gate_params: dict[str, np.ndarray]
+    test_metrics: dict
+    test_predictions: pd.DataFrame
+    val_predictions: pd.DataFrame
+    failures: dict[str, np.ndarray]
+
+
+def history_path(out: Path) -> Path:
+    """Where the training loop's CSV logger writes the per-epoch curves."""
+    return Path(out) / HISTORY_FILE
+
+
+def save_model(model: keras.Model, out: Path, keep_existing: bool = False) -> str:
+    """Save the model (unless ``keep_existing`` and the folder holds one); returns the file's SHA-256."""
+    path = Path(out) / MODEL_FILE
+    if not (keep_existing and path.exists()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_run_record(out: Path, run_info: dict, manifest: pd.DataFrame) -> None:
+    """run.json (how the model was trained) and split.csv (which image went to which part)."""
+    out = Path(out)
+    (out / RUN_FILE).write_text(json.dumps(run_info, indent=2))
+    split = manifest.drop(columns=["path"]).assign(file=manifest["path"].map(lambda p: Path(p).name))
+    split.to_csv(out / SPLIT_FILE, index=False)
+
+
+def read_run_record(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / RUN_FILE).read_text())
+
+
+def write_finalized(out: Path, run: FinalizedRun) -> None:
+    """metadata.json, gate.npz, test metrics, predictions and the failure gallery."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / GATE_FILE, **run.gate_params)
+    (out / METADATA_FILE).write_text(json.dumps(run.metadata.to_dict(), indent=2))
+    (out / TEST_METRICS_FILE).write_text(json.dumps(run.test_metrics, indent=2))
+    run.test_predictions.to_csv(out / TEST_PREDICTIONS_FILE, index=False)
+    run.val_predictions.to_csv(out / VAL_PREDICTIONS_FILE, index=False)
+    np.savez_compressed(out / FAILURES_FILE, **run.failures)
+
+
+def append_experiment_log(log: Path, row: dict) -> None:
+    """Append one row to the experiment log CSV, with a header when the file is new."""
+    log = Path(log)
+    new = not log.exists()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
