@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warning: {int(failed.sum())} images could not be read and are left out")
     groups = (manifest["split"] + "/" + manifest["patient_id"]).to_numpy()
     y, subtypes = manifest["label"].to_numpy(), manifest["subtype"].to_numpy()
-    out = metrics_with_ci(y[ok], prob[ok], choice.threshold, groups[ok], subtypes[ok])
+    out = metrics_with_ci(y[ok], prob[ok], choice.threshold, groups=groups[ok], subtypes=subtypes[ok])
     out.update(
         {
             "split": args.split,

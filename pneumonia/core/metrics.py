@@ -97,6 +97,9 @@ def bootstrap_ci(
     return {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] for k, v in samples.items()}
 
 
+PerImageValues = np.ndarray | None  # one value per image: a patient id or a subtype
+
+
 def _rate_per_subtype(y_true: np.ndarray, prob: np.ndarray, threshold: float, subtypes: np.ndarray) -> dict:
     """Recall per pneumonia subtype; normals have no recall, so they get the rate called normal."""
     per = {}
@@ -112,8 +115,9 @@ def metrics_with_ci(
     y_true: np.ndarray,
     prob: np.ndarray,
     threshold: float,
-    groups: np.ndarray | None = None,
-    subtypes: np.ndarray | None = None,
+    *,
+    groups: PerImageValues = None,
+    subtypes: PerImageValues = None,
     n_boot: int = 1000,
 ) -> dict:
     """:func:`binary_metrics` at ``threshold`` with patient-level bootstrap 95% CIs and recall per subtype."""

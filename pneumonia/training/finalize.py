@@ -122,12 +122,12 @@ def internal_test_metrics(rows: pd.DataFrame, test: PartScores, val: PartScores,
     return {
         "split": "internal test (patient-held-out 10% of the Kaggle train folder; NOT the official test split)",
         "operating_point": DEFAULT_OPERATING_POINT,
-        **metrics_with_ci(test.y, p_te, threshold, groups, subtypes),
+        **metrics_with_ci(test.y, p_te, threshold, groups=groups, subtypes=subtypes),
         "by_operating_point": {
-            name: metrics_with_ci(test.y, p_te, op["threshold"], groups, subtypes, n_boot=300)
+            name: metrics_with_ci(test.y, p_te, op["threshold"], groups=groups, subtypes=subtypes, n_boot=300)
             for name, op in ops.items()
         },
-        "at_0.5": metrics_with_ci(test.y, p_te, 0.5, groups, n_boot=300),
+        "at_0.5": metrics_with_ci(test.y, p_te, 0.5, groups=groups, n_boot=300),
         "calibration": {
             "validation": calibration_summary(val.y, val.logits, cal),
             "internal_test": calibration_summary(test.y, test.logits, cal),
