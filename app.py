@@ -4,13 +4,16 @@ import streamlit as st
 
 from pages import resources, widgets
 
-st.set_page_config(page_title="Pneumonia x-ray review", page_icon=":material/pulmonology:", layout="wide")
+# A local emoji, not a Material icon: those come from a font that the browser would fetch from a CDN.
+st.set_page_config(page_title="Pneumonia x-ray review", page_icon="🫁", layout="wide")
+resources.start_warm_up()  # the model and Grad-CAM load in a background thread while the page draws
 widgets.frame(resources.model_version())
+widgets.loading_notice(resources.model_ready)
 
 pages = [
-    st.Page("pages/review.py", title="Review x-rays", icon=":material/radiology:", default=True),
-    st.Page("pages/eda.py", title="Dataset", icon=":material/bar_chart:"),
-    st.Page("pages/performance.py", title="Model performance", icon=":material/monitoring:"),
-    st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
+    st.Page("pages/review.py", title="Review x-rays", icon="🩻", default=True),
+    st.Page("pages/eda.py", title="Dataset", icon="📊"),
+    st.Page("pages/performance.py", title="Model performance", icon="📈"),
+    st.Page("pages/model_card.py", title="Model card", icon="📄"),
 ]
 st.navigation(pages).run()

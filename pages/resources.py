@@ -3,18 +3,22 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
+from pages import widgets
 from pneumonia.audit import AuditLog, default_path
 from pneumonia.insight.artifacts import Artifacts, load_artifacts
 from pneumonia.insight.eda_summary import load_summary
-from pneumonia.serving.explain import Explainer, Heatmap
-from pneumonia.serving.metadata import read_metadata
+from pneumonia.serving.explain import Explainer, Heatmap, display_jpeg, window_level
+from pneumonia.serving.metadata import ModelMetadata, read_metadata
 from pneumonia.serving.model import Classifier
 from pneumonia.serving.pipeline import score
 from pneumonia.serving.results import ImageResult
@@ -26,21 +30,74 @@ MODELS_DIR = ROOT / "models"
 _SESSION_RESULTS = "scored_results"
 
 
-@st.cache_resource(show_spinner="Loading the model...")
+@dataclass
+class Engine:
+    """The model and its default heatmap, loaded and traced once per process."""
+
+    classifier: Classifier
+    gradcam: Explainer
+
+
+def _load_engine() -> Engine:
+    """Load the model and run Grad-CAM once, so the first reader's first image pays for neither."""
+    clf = Classifier(MODELS_DIR)
+    gradcam = Explainer(clf.model, "gradcam", last_conv_layer=clf.metadata.last_conv_layer)
+    gradcam(np.zeros((clf.spec.size, clf.spec.size, 1), np.float32))
+    return Engine(clf, gradcam)
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_loading() -> Future:
+    """Starts loading the engine in a background thread the first time any page runs (app.py calls
+    :func:`start_warm_up`), so the page draws at once while TensorFlow loads."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-warm-up").submit(_load_engine)
+
+
+def start_warm_up() -> None:
+    _engine_loading()
+
+
+def model_ready() -> bool:
+    return _engine_loading().done()
+
+
+def _engine() -> Engine:
+    loading = _engine_loading()
+    if loading.done():
+        return loading.result()
+    with st.spinner("Loading the model (only after the server starts; a few seconds)..."):
+        return loading.result()
+
+
 def classifier() -> Classifier:
-    return Classifier(MODELS_DIR)
+    return _engine().classifier
 
 
 @st.cache_data(show_spinner=False)
+def model_metadata() -> ModelMetadata:
+    """The shipped model's metadata (operating points, version) without loading the model."""
+    return read_metadata(MODELS_DIR)
+
+
 def model_version() -> str:
     """The shipped model's version, from its metadata (without loading the model)."""
-    return read_metadata(MODELS_DIR).version
+    return model_metadata().version
 
 
-@st.cache_resource(show_spinner="Preparing the heatmap method...")
-def explainer(method: str) -> Explainer:
+def operating_points() -> dict[str, dict]:
+    """The operating points the review page offers: the model's own, chosen on validation."""
+    return model_metadata().operating_points
+
+
+@st.cache_resource(show_spinner=False)
+def _other_explainer(method: str) -> Explainer:
     clf = classifier()
     return Explainer(clf.model, method, last_conv_layer=clf.metadata.last_conv_layer)
+
+
+def explainer(method: str) -> Explainer:
+    """Grad-CAM from the warm-up; the other methods built on first use."""
+    return _engine().gradcam if method == "gradcam" else _other_explainer(method)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -76,18 +133,42 @@ def sample_files() -> list[Path]:
 
 
 def score_uploads(items: list[tuple[str, bytes]], threshold: float) -> list[ImageResult]:
-    """Score uploads once per session (keyed by name and content); the threshold is applied per call."""
+    """Score uploads once per session, keyed by content (SHA-256), with a progress bar for new ones;
+    the name and the threshold are applied per call, so a rerun recomputes nothing."""
     cache: dict[str, ImageResult] = st.session_state.setdefault(_SESSION_RESULTS, {})
-    keys = [f"{name}:{hashlib.sha256(data).hexdigest()}" for name, data in items]
-    todo = [(k, item) for k, item in zip(keys, items) if k not in cache]
+    keys = [hashlib.sha256(data).hexdigest() for _, data in items]
+    todo = {k: item for k, item in zip(keys, items) if k not in cache}
     if todo:
-        with st.spinner(f"Scoring {len(todo)} image(s)..."):
-            for k, r in zip([k for k, _ in todo], score(classifier(), [item for _, item in todo], threshold)):
-                cache[k] = r
+        clf = classifier()
+        bar = st.progress(0.0, text=f"Reading {len(todo)} image(s)...")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / total, text=f"Read {done} of {total} image(s)...")
+
+        for k, r in zip(todo, score(clf, list(todo.values()), threshold, on_progress=progress)):
+            cache[k] = r
+        bar.empty()
     # drop results of files no longer uploaded, so a long session does not grow without bound
     for k in set(cache) - set(keys):
         del cache[k]
-    return [dataclasses.replace(cache[k], threshold=threshold) for k in keys]
+    return [dataclasses.replace(cache[k], name=name, threshold=threshold) for k, (name, _) in zip(keys, items)]
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def thumbnail(image_sha256: str, _pixels: np.ndarray) -> str:
+    """A small PNG data URL of an x-ray for the worklist, cached by the image's hash."""
+    return widgets.thumbnail_data_url(_pixels)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def display_image(image_sha256: str, level: float, window: float, _pixels: np.ndarray) -> tuple[str, tuple[int, int]]:
+    """The x-ray through a window/level as a JPEG data URL for the viewer, and its (height, width)."""
+    jpeg, shape = display_jpeg(window_level(_pixels, level, window))
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode(), shape
+
+
+def audit_log_reviewed(image_sha256s: list[str]) -> set[str]:
+    return audit_log().reviewed(image_sha256s)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

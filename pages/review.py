@@ -2,62 +2,58 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import streamlit as st
 
 from pages import resources, widgets
-from pneumonia.core.operating_points import CUSTOM, ThresholdChoice
+from pneumonia.core.decode import dicom_context
+from pneumonia.core.operating_points import CUSTOM, ThresholdChoice, resolve_threshold
 from pneumonia.insight import report
-from pneumonia.serving.explain import COLORMAPS, METHODS, Heatmap, overlay
-from pneumonia.serving.model import Classifier
+from pneumonia.serving.explain import COLORMAPS, METHODS, PLOTLY_COLORSCALES, overlay
 from pneumonia.serving.results import ImageResult
 
-
-@dataclass(frozen=True)
-class ReviewSettings:
-    choice: ThresholdChoice
-    method: str
-    colormap: str
-    opacity: float
+_REVIEWS = "saved_reviews"  # session state: image SHA-256 -> ReaderReview saved in this session
+_OPEN = "open_image"  # session state: SHA-256 of the image open below the worklist
 
 
-def point_label(clf: Classifier, name: str) -> str:
-    return clf.operating_points[name].get("label", name) if name in clf.operating_points else "Custom threshold"
-
-
-def operating_point_control(clf: Classifier) -> ThresholdChoice:
-    """The operating point (or a custom threshold) with its validation figures."""
-    choices = [*clf.operating_points, CUSTOM]
+def operating_point_control(points: dict[str, dict], default: str) -> ThresholdChoice:
+    """The operating point (or a custom threshold) with what it does, in words. ``points``: every
+    point offered (the model's, and any others resources.operating_points() adds)."""
+    choices = [*points, CUSTOM]
     name = st.selectbox(
         "Operating point",
         choices,
-        index=choices.index(clf.default_operating_point),
-        format_func=lambda k: point_label(clf, k),
+        index=choices.index(default),
+        format_func=lambda k: report.point_title(k, points),
         key="operating_point",
+        help="A cut-off on the pneumonia probability: images at or above it are called PNEUMONIA.",
     )
     if name == CUSTOM:
-        default = clf.resolve_threshold().threshold
-        choice = clf.resolve_threshold(custom_threshold=st.slider("Threshold", 0.01, 0.99, default, 0.01))
+        start = resolve_threshold(points, default).threshold
+        cutoff = st.slider("Threshold", 0.01, 0.99, round(start, 2), 0.01, key="custom_threshold")
         st.caption("A custom threshold has no validated sensitivity or specificity.")
-        return choice
-    choice = clf.resolve_threshold(name)
-    st.caption(
-        f"Threshold {choice.threshold:.3f}. On the internal validation split: sensitivity "
-        f"{choice.validation_sensitivity:.1%}, specificity {choice.validation_specificity:.1%}. "
-        "Expect lower on other hospitals' images."
-    )
+        return resolve_threshold(points, default, custom_threshold=cutoff)
+    choice = resolve_threshold(points, default, name)
+    where = points[name].get("validated_on", "validation images")
+    if choice.validated:
+        st.caption(
+            f"Cut-off {choice.threshold:.1%}. On {where} this point found {choice.validation_sensitivity:.1%} of "
+            f"pneumonias (sensitivity) and cleared {choice.validation_specificity:.1%} of normals (specificity). "
+            "Expect lower on other hospitals' images."
+        )
+    with st.expander("How the operating points differ"):
+        widgets.operating_point_table(points)
+        st.caption("A lower cut-off misses fewer pneumonias and raises more false alarms.")
     return choice
 
 
-def sidebar_settings(clf: Classifier) -> ReviewSettings:
+def sidebar_settings() -> ThresholdChoice:
     with st.sidebar:
-        st.header("Settings")
-        choice = operating_point_control(clf)
-        method = st.selectbox("Heatmap method", list(METHODS), format_func=METHODS.get, key="method")
-        colormap = st.selectbox("Colour map", list(COLORMAPS), key="colormap")
-        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="opacity")
-    return ReviewSettings(choice, method, colormap, opacity)
+        st.text_input(
+            "Reader (your name or initials)",
+            key="reader",
+            help="Entered once per session; saved with each review in the audit trail.",
+        )
+        return operating_point_control(resources.operating_points(), resources.model_metadata().default_operating_point)
 
 
 def chosen_files() -> list[tuple[str, bytes]]:
@@ -79,39 +75,85 @@ def chosen_files() -> list[tuple[str, bytes]]:
     return [(sample.name, sample.read_bytes())] if sample else []
 
 
-def worklist(results: list[ImageResult]) -> ImageResult:
-    """The batch as a sortable worklist with a CSV export; returns the result the reader opens."""
-    table = report.worklist(results, include_names=True)
-    st.subheader(f"Worklist ({(table['status'] == 'scored').sum()} scored of {len(results)})")
+def saved_reviews() -> dict[str, report.ReaderReview]:
+    return st.session_state.setdefault(_REVIEWS, {})
+
+
+def worklist_table(results: list[ImageResult]):
+    """The worklist as the reader sees it: words instead of empty cells, the reviewed and duplicate flags."""
+    shas = [r.xray.sha256 for r in results if r.xray]
+    reviewed = set(saved_reviews()) | resources.audit_log_reviewed(shas)
+    table = report.worklist(results, include_names=True, reviewed=reviewed)
     by_item = {i + 1: r for i, r in enumerate(results)}
-    thumbnails = [
-        widgets.thumbnail_data_url(by_item[i].xray.pixels) if by_item[i].xray else None for i in table["item"]
-    ]
-    table.insert(1, "thumbnail", thumbnails)
-    event = st.dataframe(
-        table.drop(columns=["image_sha256", "threshold"]),
+    opened = [by_item[i] for i in table["item"]]
+    table["thumbnail"] = [resources.thumbnail(r.xray.sha256, r.xray.pixels) if r.xray else None for r in opened]
+    table["label"] = [r.label or ("not scored" if r.xray else "unreadable") for r in opened]
+    table["reason"] = [widgets.short_reason(r.reason) if r.reason else "-" for r in opened]
+    table["members_disagree"] = table["members_disagree"].map({True: "yes", False: ""})
+    columns = ["item", "thumbnail", "file", "probability", "label", "reviewed", "duplicate_of", "reason"]
+    if any(r.ensemble_spread is not None for r in results):
+        columns.append("members_disagree")
+    if table["bacterial_if_pneumonia"].notna().any():
+        columns.append("bacterial_if_pneumonia")
+    return table, by_item, columns
+
+
+def select_row(key: str, order: list[str]) -> None:
+    rows = st.session_state[key].selection.rows
+    if rows:
+        st.session_state[_OPEN] = order[rows[0]]
+
+
+def step(order: list[str], by: int) -> None:
+    """Open the previous (-1) or next (+1) image in worklist order."""
+    i = order.index(st.session_state[_OPEN]) if st.session_state.get(_OPEN) in order else 0
+    st.session_state[_OPEN] = order[(i + by) % len(order)]
+
+
+def worklist(results: list[ImageResult]) -> ImageResult:
+    """The batch as a sortable worklist with a CSV export and keyboard navigation; returns the open result."""
+    table, by_item, columns = worklist_table(results)
+    keys = [f"{i}" for i in table["item"]]
+    if st.session_state.get(_OPEN) not in keys:
+        st.session_state[_OPEN] = keys[0]
+    st.subheader(f"Worklist ({(table['status'] == 'scored').sum()} scored of {len(results)})")
+    table_key = f"worklist_{st.session_state[_OPEN]}"  # a new key on each move keeps the highlight on the open row
+    st.dataframe(
+        table,
         hide_index=True,
-        on_select="rerun",
+        column_order=columns,
+        on_select=lambda: select_row(table_key, keys),
         selection_mode="single-row",
-        key="worklist",
-        column_config={
-            "thumbnail": st.column_config.ImageColumn("Image", width="small"),
-            "probability": st.column_config.ProgressColumn("Probability", min_value=0.0, max_value=1.0, format="%.3f"),
-            "reason": st.column_config.TextColumn("Reason", width="large"),
-        },
+        selection_default={"selection": {"rows": [keys.index(st.session_state[_OPEN])]}},
+        key=table_key,
+        column_config=widgets.WORKLIST_COLUMNS,
     )
-    include_names = st.checkbox("Include file names in the CSV (they may contain patient identifiers)")
-    st.download_button("Download worklist CSV", report.worklist_csv(results, include_names), "worklist.csv", "text/csv")
-    rows = event.selection.rows if event and event.selection else []
-    default_item = int(table.iloc[rows[0] if rows else 0]["item"])
-    item = st.selectbox(
-        "Open image",
-        list(table["item"]),
-        index=list(table["item"]).index(default_item),
-        format_func=lambda i: f"{i}: {by_item[i].name}",
-        key=f"open_{default_item}",
-    )
-    return by_item[item]
+    left, mid, right = st.columns([1, 1, 2], vertical_alignment="center")
+    left.button("Previous", shortcut="K", on_click=step, args=(keys, -1), width="stretch", key="previous")
+    mid.button("Next", shortcut="J", on_click=step, args=(keys, +1), width="stretch", key="next")
+    right.caption("Keys: J next, K previous. Click a row to open it.")
+    with st.expander("Export the worklist"):
+        include_names = st.checkbox("Include file names in the CSV (they may contain patient identifiers)")
+        st.download_button(
+            "Download worklist CSV",
+            report.worklist_csv(results, include_names, set(saved_reviews())),
+            "worklist.csv",
+            "text/csv",
+            on_click="ignore",
+        )
+    return by_item[int(st.session_state[_OPEN])]
+
+
+def image_header(result: ImageResult, results: list[ImageResult]) -> None:
+    st.subheader(result.name)
+    context = dicom_context(result.xray.metadata) if result.xray and result.xray.source_format == "DICOM" else {}
+    if context:
+        st.caption("DICOM: " + " · ".join(f"{k} {v}" for k, v in context.items()))
+    same = report.duplicates(results).get(results.index(result) + 1) if result in results else None
+    if same:
+        st.warning(f"Duplicate: the same pixels were uploaded as item(s) {', '.join(map(str, same))}.")
+    for note in result.notices:
+        st.info(note)
 
 
 def explain_why_not_scored(result: ImageResult) -> bool:
@@ -120,101 +162,151 @@ def explain_why_not_scored(result: ImageResult) -> bool:
         st.error(f"Cannot read **{result.name}**: {result.error}")
         return True
     if not result.scored:
-        st.warning(f"**Not scored.** {result.reason}")
+        st.warning("**Not scored.** " + " ".join(result.gate.reasons))
+        with st.expander("Details"):
+            for line in result.gate.details():
+                st.caption(line)
         st.image(result.xray.pixels, caption="The uploaded image", width=420)
         return True
     return False
 
 
-def probability_metrics(clf: Classifier, result: ImageResult, choice: ThresholdChoice) -> None:
+def probability_panel(result: ImageResult, choice: ThresholdChoice) -> None:
+    points = resources.operating_points()
+    title = report.point_title(choice.operating_point, points)
     c1, c2, c3 = st.columns(3)
-    c1.metric(
-        "Pneumonia probability",
-        report.format_probability(result.probability),
-        help="Calibrated on the validation split.",
-    )
-    c2.metric("Result at this operating point", result.label)
-    c3.metric("Threshold", f"{choice.threshold:.3f}", help=point_label(clf, choice.operating_point))
-    if choice.validated:
-        st.caption(
-            f"At this operating point the model had validation sensitivity {choice.validation_sensitivity:.1%} "
-            f"and specificity {choice.validation_specificity:.1%}."
-        )
-
-
-def original_and_heatmap(result: ImageResult, settings: ReviewSettings) -> Heatmap:
-    heat = resources.heatmap(result.xray.sha256, settings.method, result.model_input)
-    name = METHODS[settings.method]
-    blend = overlay(result.xray.pixels, heat.cam, settings.opacity if not heat.flat else 0.0, settings.colormap)
-    left, right = st.columns(2)
-    left.image(result.xray.pixels, caption="Original", width="stretch")
-    right.image(blend, caption=f"{name}: regions that raised the pneumonia score", width="stretch")
-    if heat.flat:
+    c1.metric("Pneumonia probability", report.format_probability(result.probability), help="Calibrated on validation.")
+    c2.metric("Result", result.label, help=f"At the operating point {title}.")
+    c3.metric("Threshold", f"{choice.threshold:.3f}", help=f"The cut-off of the operating point {title}.")
+    st.markdown(report.threshold_sentence(result, choice, title))
+    if result.members_disagree:
         st.warning(
-            f"The {name} map is flat: no region stands out for this image, so no overlay is shown. Try another method."
+            f"**Members disagree.** The ensemble's models differ on this image (spread {result.ensemble_spread:.2f}): "
+            "the probability is less settled than its value suggests."
         )
-    return heat
+    if result.subtype_note:
+        st.caption(result.subtype_note + ".")
 
 
-def report_download(clf: Classifier, result: ImageResult, settings: ReviewSettings, heat: Heatmap) -> None:
+@st.fragment
+def viewer(result: ImageResult) -> None:
+    """Window/level, zoom/pan and the heatmap overlay; reruns on its own, not with the whole page."""
+    c1, c2, c3, c4 = st.columns(4)
+    show = c1.toggle("Heatmap", value=True, key="show_heatmap")
+    method = c1.selectbox("Method", list(METHODS), format_func=METHODS.get, key="method", label_visibility="collapsed")
+    opacity = c2.slider("Opacity", 0.0, 1.0, 0.4, 0.05, key="opacity", disabled=not show)
+    colormap = c2.selectbox("Colour map", list(COLORMAPS), key="colormap", label_visibility="collapsed")
+    level = c3.slider("Level (centre)", 0, 255, 128, 1, key="level", help="Window/level on the 8-bit grey levels.")
+    window = c4.slider("Window (width)", 8, 256, 256, 4, key="window")
+    heat = resources.heatmap(result.xray.sha256, method, result.model_input) if show else None
+    url, shape = resources.display_image(result.xray.sha256, level, window, result.xray.pixels)
+    cam = heat.cam if heat is not None and not heat.flat else None
+    figure = widgets.xray_viewer(
+        url, shape, cam, opacity=opacity, colorscale=PLOTLY_COLORSCALES[colormap], revision=result.xray.sha256
+    )
+    st.plotly_chart(figure, width="stretch", key="viewer", config={"displaylogo": False, "scrollZoom": True})
+    st.caption(
+        f"{METHODS[method]}: regions that raised the pneumonia score, not where disease is. Scroll or drag to "
+        "zoom and pan (both images move together); double-click to reset."
+    )
+    if heat is not None and heat.flat:
+        st.warning(f"The {METHODS[method]} map is flat: no region stands out for this image. Try another method.")
+
+
+def review_form(result: ImageResult, choice: ThresholdChoice) -> report.ReaderReview | None:
+    """The reader's agree/disagree read, appended to the audit trail; stays filled in after saving."""
+    saved = saved_reviews().get(result.xray.sha256)
+    key = result.xray.sha256[:16]
+    with st.form(f"review_{key}"):
+        st.markdown("**Your read** (saved to the audit trail with the image hash, not the image)")
+        options = ["Agree", "Disagree"]
+        agree = st.radio(
+            "Do you agree with the model?", options, index=0 if saved is None or saved.agrees else 1, horizontal=True
+        )
+        comment = st.text_input("Comment (optional; no patient identifiers)", value=saved.comment if saved else "")
+        accession = st.text_input(
+            "Accession or study reference (printed on the PDF only, never stored)",
+            value=saved.accession if saved else "",
+        )
+        if st.form_submit_button("Save review"):
+            saved = save_review(result, choice, agree == "Agree", comment, accession) or saved
+    if saved is not None:
+        st.success(f"Review saved by {saved.reader}: {'agrees' if saved.agrees else 'disagrees'} with the model.")
+    return saved
+
+
+def save_review(
+    result: ImageResult, choice: ThresholdChoice, agrees: bool, comment: str, accession: str
+) -> report.ReaderReview | None:
+    reader = st.session_state.get("reader", "").strip()
+    if not reader:
+        st.error("Enter your name or initials under **Reader** in the sidebar first.")
+        return None
+    resources.audit_log().record(
+        image_sha256=result.xray.sha256,
+        model_version=resources.model_version(),
+        operating_point=choice.operating_point,
+        threshold=choice.threshold,
+        heatmap_method=st.session_state.get("method", "gradcam"),
+        probability=result.probability,
+        label=result.label,
+        reader_agrees=agrees,
+        comment=comment,
+        reader=reader,
+    )
+    review = report.ReaderReview(reader, agrees, comment.strip(), accession.strip())
+    saved_reviews()[result.xray.sha256] = review
+    return review
+
+
+def report_download(result: ImageResult, choice: ThresholdChoice, review: report.ReaderReview | None) -> None:
+    """Build the PDF only when asked for, then offer it."""
+    if not st.button("Prepare report (PDF)", key=f"prepare_{result.xray.sha256[:16]}"):
+        return
+    method = st.session_state.get("method", "gradcam")
+    heat = resources.heatmap(result.xray.sha256, method, result.model_input)
     pdf = report.pdf_report(
         result,
-        overlay(result.xray.pixels, heat.cam, 0.4, settings.colormap),
-        model_version=clf.version,
-        choice=settings.choice,
-        method=METHODS[settings.method],
+        overlay(result.xray.pixels, heat.cam, 0.4, st.session_state.get("colormap", "jet")),
+        model_version=resources.model_version(),
+        choice=choice,
+        method=METHODS[method],
         heatmap_flat=heat.flat,
+        review=review,
+        points=resources.operating_points(),
     )
     st.download_button(
-        "Download report (PDF)", pdf, file_name=f"review-{result.xray.sha256[:12]}.pdf", mime="application/pdf"
+        "Download report (PDF)",
+        pdf,
+        file_name=f"review-{result.xray.sha256[:12]}.pdf",
+        mime="application/pdf",
+        on_click="ignore",
     )
-
-
-def feedback_form(clf: Classifier, result: ImageResult, settings: ReviewSettings) -> None:
-    """The reader's agree/disagree read, appended to the audit trail with the image hash."""
-    with st.form(f"feedback_{result.xray.sha256[:16]}", clear_on_submit=True):
-        st.markdown("**Your read** (saved to the audit trail with the image hash, not the image)")
-        agree = st.radio("Do you agree with the model?", ["Agree", "Disagree"], horizontal=True, key="agree")
-        comment = st.text_input("Comment (optional; do not enter patient identifiers)", key="comment")
-        if st.form_submit_button("Save review"):
-            resources.audit_log().record(
-                image_sha256=result.xray.sha256,
-                model_version=clf.version,
-                operating_point=settings.choice.operating_point,
-                threshold=settings.choice.threshold,
-                heatmap_method=settings.method,
-                probability=result.probability,
-                label=result.label,
-                reader_agrees=agree == "Agree",
-                comment=comment,
-            )
-            st.success("Review saved.")
 
 
 def audit_trail() -> None:
     with st.expander("Audit trail (recent reviews)"):
         log = resources.audit_log()
-        st.dataframe(log.recent(50), hide_index=True)
+        st.dataframe(
+            log.recent(50), hide_index=True, column_config=widgets.AUDIT_COLUMNS, column_order=widgets.AUDIT_ORDER
+        )
         st.download_button("Download audit trail CSV", log.to_csv(), "audit.csv", "text/csv")
 
 
-clf = resources.classifier()
 st.title("Review chest x-rays")
-settings = sidebar_settings(clf)
+choice = sidebar_settings()
 items = chosen_files()
 if not items:
     st.info("Upload one or more frontal chest radiographs to begin.")
     st.stop()
-results = resources.score_uploads(items, settings.choice.threshold)
+results = resources.score_uploads(items, choice.threshold)
 result = worklist(results) if len(results) > 1 else results[0]
 st.divider()
-st.subheader(result.name)
-for note in result.notices:
-    st.info(note)
+image_header(result, results)
 if explain_why_not_scored(result):
     st.stop()
-probability_metrics(clf, result, settings.choice)
-heat = original_and_heatmap(result, settings)
-report_download(clf, result, settings, heat)
-feedback_form(clf, result, settings)
+probability_panel(result, choice)
+viewer(result)
+review = review_form(result, choice)
+report_download(result, choice, review)
 audit_trail()

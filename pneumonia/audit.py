@@ -27,6 +27,7 @@ COLUMNS = (
     "label",
     "reader_agrees",
     "comment",
+    "reader",
 )
 
 _SCHEMA = """
@@ -48,6 +49,11 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS reviews_no_delete BEFORE DELETE ON reviews
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
+# Columns added after the first release, each with its DDL: an older database gets them on open
+# (ALTER TABLE ... ADD COLUMN keeps every row and the append-only triggers).
+_MIGRATIONS = {
+    "reader": "ALTER TABLE reviews ADD COLUMN reader TEXT NOT NULL DEFAULT ''",
+}
 
 
 def default_path() -> Path:
@@ -63,6 +69,10 @@ class AuditLog:
         self._lock = threading.Lock()
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(reviews)")}
+            for column, ddl in _MIGRATIONS.items():
+                if column not in present:
+                    db.execute(ddl)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=10)
@@ -79,8 +89,9 @@ class AuditLog:
         label: str,
         reader_agrees: bool,
         comment: str = "",
+        reader: str = "",
     ) -> int:
-        """Append one review; returns its row id."""
+        """Append one review; returns its row id. ``reader`` is the reader's name or initials."""
         if len(image_sha256) != 64:
             raise ValueError("image_sha256 must be a SHA-256 hex digest")
         row = (
@@ -94,6 +105,7 @@ class AuditLog:
             label,
             int(bool(reader_agrees)),
             comment.strip()[:1000],
+            reader.strip()[:100],
         )
         with self._lock, self._connect() as db:
             cur = db.execute(
@@ -111,3 +123,14 @@ class AuditLog:
 
     def to_csv(self, limit: int = 100_000) -> bytes:
         return self.recent(limit).to_csv(index=False).encode()
+
+    def reviewed(self, image_sha256s: list[str]) -> set[str]:
+        """Which of these images already have a review in the trail."""
+        if not image_sha256s:
+            return set()
+        marks = ", ".join("?" * len(image_sha256s))
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT DISTINCT image_sha256 FROM reviews WHERE image_sha256 IN ({marks})", image_sha256s
+            )
+            return {r[0] for r in rows}

@@ -16,6 +16,10 @@ def run_page(name: str) -> AppTest:
     return at
 
 
+def _text_input(at: AppTest, label_start: str):
+    return next(t for t in at.text_input if t.label.startswith(label_start))
+
+
 def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -35,7 +39,8 @@ def test_review_page_scores_a_sample_and_follows_the_operating_point(samples, cl
     assert not at.exception, [e.value for e in at.exception]
     prob = _metric(at, "Pneumonia probability")
     assert prob.endswith("%")
-    assert _metric(at, "Result at this operating point") in ("NORMAL", "PNEUMONIA")
+    assert _metric(at, "Result") in ("NORMAL", "PNEUMONIA")
+    assert any("is a cut-off on that probability" in m.value for m in at.markdown)
     for op in ("high_sensitivity", "balanced", "high_specificity"):
         at.selectbox(key="operating_point").select(op).run()
         threshold = classifier.threshold(op)
@@ -43,26 +48,50 @@ def test_review_page_scores_a_sample_and_follows_the_operating_point(samples, cl
         assert _metric(at, "Pneumonia probability") == prob  # the probability does not depend on the threshold
         p = float(prob.strip("<>%")) / 100
         if abs(p - threshold) > 0.002:
-            assert _metric(at, "Result at this operating point") == ("PNEUMONIA" if p >= threshold else "NORMAL")
+            assert _metric(at, "Result") == ("PNEUMONIA" if p >= threshold else "NORMAL")
     at.selectbox(key="method").select("gradcam++").run()
     assert not at.exception, [e.value for e in at.exception]
+    at.slider(key="level").set_value(90).run()
+    at.slider(key="window").set_value(120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("plotly_chart")) == 1  # the viewer
 
 
-def test_review_page_saves_a_review_to_the_audit_trail():
+def test_review_page_builds_the_pdf_only_when_asked(samples):
+    at = run_page("review.py")
+    at.selectbox(key="sample").select_index(1).run()
+    assert not any(b.label == "Download report (PDF)" for b in at.get("download_button"))
+    next(b for b in at.button if b.label == "Prepare report (PDF)").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(b.label == "Download report (PDF)" for b in at.get("download_button"))
+
+
+def test_review_page_saves_a_review_with_the_reader_and_keeps_it():
     from pneumonia.audit import AuditLog
 
     at = run_page("review.py")
     at.selectbox(key="sample").select_index(1).run()
-    at.radio(key="agree").set_value("Disagree")
-    at.text_input(key="comment").input("looks normal to me")
+    form_radio = at.radio[0]
+    form_radio.set_value("Disagree")
+    _text_input(at, "Comment").input("looks normal to me")
+    next(b for b in at.button if b.label == "Save review").click().run()
+    assert any("Reader" in e.value for e in at.error)  # no reader yet: nothing saved
+    assert len(AuditLog().recent()) == 0
+    at.text_input(key="reader").input("AB").run()
+    at.radio[0].set_value("Disagree")
+    _text_input(at, "Comment").input("looks normal to me")
+    _text_input(at, "Accession").input("ACC-1")
     next(b for b in at.button if b.label == "Save review").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Review saved" in s.value for s in at.success)
+    assert any("Review saved by AB" in s.value for s in at.success)
     rows = AuditLog().recent()
     assert len(rows) == 1
     row = rows.iloc[0]
-    assert row["comment"] == "looks normal to me" and not row["reader_agrees"]
+    assert row["comment"] == "looks normal to me" and not row["reader_agrees"] and row["reader"] == "AB"
     assert len(row["image_sha256"]) == 64 and row["heatmap_method"] == "gradcam"
+    assert "ACC-1" not in AuditLog().to_csv().decode()  # the accession goes on the PDF only
+    at.run()  # the choice persists after saving
+    assert at.radio[0].value == "Disagree" and _text_input(at, "Comment").value == "looks normal to me"
 
 
 def test_eda_page():

@@ -21,8 +21,11 @@ MAX_PIXELS = 50_000_000
 MIN_SIDE = 64
 MAX_BYTES = 100 * 1024 * 1024
 DICOM_SUFFIXES = (".dcm", ".dicom")
-# DICOM tags that are safe to show: acquisition facts, not identity.
+# DICOM tags that are safe to show: acquisition facts and coarse demographics, not identity
+# (age in the DICOM form "006Y"/"018M", and sex; never names, ids, dates or accession numbers).
 SAFE_DICOM_TAGS = (
+    "PatientAge",
+    "PatientSex",
     "Modality",
     "BodyPartExamined",
     "ViewPosition",
@@ -50,10 +53,36 @@ class XRay:
     source_format: str
     metadata: dict = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    pixels_sha256: str = ""  # of the decoded pixels: the same image saved under two names or formats
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.pixels.shape[:2]
+
+
+AGE_UNITS_PER_YEAR = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}
+
+
+def age_in_years(dicom_age: object) -> float | None:
+    """A DICOM Age String ("045Y", "018M", "010W", "003D") in years; None when absent or malformed."""
+    text = str(dicom_age or "").strip().upper()
+    if len(text) < 2 or text[-1] not in AGE_UNITS_PER_YEAR or not text[:-1].isdigit():
+        return None
+    return int(text[:-1]) / AGE_UNITS_PER_YEAR[text[-1]]
+
+
+def dicom_context(metadata: dict) -> dict[str, str]:
+    """The non-identifying DICOM facts a reader wants beside the image, in words; empty keys left out."""
+    age = age_in_years(metadata.get("PatientAge"))
+    sex = {"M": "male", "F": "female", "O": "other"}.get(str(metadata.get("PatientSex", "")).strip().upper(), "")
+    facts = {
+        "Age": "" if age is None else (f"{age:.0f} years" if age >= 2 else f"{age * 12:.0f} months"),
+        "Sex": sex,
+        "View position": str(metadata.get("ViewPosition", "") or "").strip(),
+        "Body part": str(metadata.get("BodyPartExamined", "") or "").strip(),
+        "Modality": str(metadata.get("Modality", "") or "").strip(),
+    }
+    return {k: v for k, v in facts.items() if v}
 
 
 def sha256_of(data: bytes) -> str:
@@ -91,18 +120,21 @@ def _load_raster(data: bytes) -> XRay:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise InvalidImage(
-                    f"The image is too large ({w}x{h} = {w * h / 1e6:.0f} MP); the limit is "
-                    f"{MAX_PIXELS / 1e6:.0f} MP. Please export a smaller copy."
+                    f"The image is too large to open safely ({w * h / 1e6:.0f} megapixels; the limit is "
+                    f"{MAX_PIXELS / 1e6:.0f}). Please export a smaller copy."
                 )
             img.load()
     except InvalidImage:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise InvalidImage(f"The image is too large to open safely (limit {MAX_PIXELS / 1e6:.0f} MP): {err}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImage(
+            f"The image is too large to open safely (over {MAX_PIXELS / 1e6:.0f} megapixels). "
+            "Please export a smaller copy."
+        ) from None
     except UnidentifiedImageError:
         raise InvalidImage("The file is not a readable image (PNG, JPEG, TIFF, BMP or DICOM).") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise InvalidImage(f"The image file is truncated or corrupt ({err}).") from None
+    except (OSError, SyntaxError, ValueError):
+        raise InvalidImage("The image file is truncated or corrupt and cannot be opened.") from None
     if getattr(img, "n_frames", 1) > 1:
         notices.append(f"The file has {img.n_frames} frames; only the first is shown.")
     orientation = img.getexif().get(0x0112, 1)
@@ -154,16 +186,18 @@ def _load_dicom(data: bytes) -> XRay:
         raise InvalidImage("The DICOM file has no pixel data (it may be a report or a structured document).")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows * cols > MAX_PIXELS:
-        raise InvalidImage(f"The DICOM image is too large ({cols}x{rows}); the limit is {MAX_PIXELS / 1e6:.0f} MP.")
+        raise InvalidImage(
+            f"The DICOM image is too large to open safely ({rows * cols / 1e6:.0f} megapixels; "
+            f"the limit is {MAX_PIXELS / 1e6:.0f})."
+        )
     try:
         arr = ds.pixel_array
-    except (NotImplementedError, RuntimeError) as err:
+    except (NotImplementedError, RuntimeError):
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", str(syntax))
         raise InvalidImage(
-            f"The DICOM pixel data uses the transfer syntax '{name}', which no installed codec can "
-            f"decode (install pylibjpeg with its libjpeg/openjpeg plugins, or export uncompressed). "
-            f"Details: {str(err).splitlines()[0][:200]}"
+            f"The DICOM image is compressed as '{name}', which no installed codec can decode on this "
+            "workstation. Please export it uncompressed."
         ) from None
     except Exception as err:
         raise InvalidImage(f"The DICOM pixel data is corrupt or truncated ({type(err).__name__}).") from None
@@ -212,6 +246,7 @@ def load_xray(data: bytes, filename: str = "") -> XRay:
         raise InvalidImage(f"The image is too small to read ({w}x{h} pixels; at least {MIN_SIDE} on each side).")
     xray.sha256 = sha256_of(data)
     xray.pixels = np.ascontiguousarray(xray.pixels, dtype=np.uint8)
+    xray.pixels_sha256 = sha256_of(f"{h}x{w}:".encode() + xray.pixels.tobytes())
     return xray
 
 

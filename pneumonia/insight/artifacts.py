@@ -97,7 +97,7 @@ def operating_point_rows(operating_points: dict[str, dict], by_operating_point: 
     rows = []
     for name, point in operating_points.items():
         row = {
-            "operating point": name,
+            "operating point": point.get("label", name).split(" (")[0],
             "threshold": point["threshold"],
             "validation sensitivity": point["validation_sensitivity"],
             "validation specificity": point["validation_specificity"],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -20,6 +22,44 @@ DISCLAIMER = (
 )
 
 
+@dataclass(frozen=True)
+class ReaderReview:
+    """The reader's own read of one image, as saved to the audit trail and printed on the report."""
+
+    reader: str
+    agrees: bool
+    comment: str = ""
+    accession: str = ""  # typed in by the reader for the report only; never stored in the audit trail
+
+
+def point_title(operating_point: str, points: dict[str, dict] | None = None) -> str:
+    """A named operating point in words: "High sensitivity", not "high_sensitivity"."""
+    label = (points or {}).get(operating_point, {}).get("label", "")
+    if label:
+        return label.split(" (")[0]
+    return "Custom threshold" if operating_point == "custom" else operating_point.replace("_", " ").capitalize()
+
+
+def threshold_sentence(result: ImageResult, choice: ThresholdChoice, title: str) -> str:
+    """The probability and the operating point in one sentence, so "84% - NORMAL" never stands unexplained."""
+    p, t = format_probability(result.probability), f"{choice.threshold:.1%}"
+    verdict = "at or above" if result.label == "PNEUMONIA" else "below"
+    return (
+        f"The model gives a {p} probability of pneumonia. The operating point ({title}) is a cut-off on "
+        f"that probability: images at or above {t} are called PNEUMONIA, so this one, {verdict} the cut-off, "
+        f"is called {result.label}."
+    )
+
+
+def duplicates(results: list[ImageResult]) -> dict[int, list[int]]:
+    """For each item (1-based) whose pixels also appear under another item, the other items."""
+    by_pixels: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(results):
+        if r.xray is not None and r.xray.pixels_sha256:
+            by_pixels[r.xray.pixels_sha256].append(i + 1)
+    return {i: [j for j in group if j != i] for group in by_pixels.values() if len(group) > 1 for i in group}
+
+
 def format_probability(p: float) -> str:
     """A percentage that never claims certainty: calibrated scores of 0.9996 show as '>99.9%'."""
     if p >= 0.999:
@@ -29,8 +69,12 @@ def format_probability(p: float) -> str:
     return f"{p:.1%}"
 
 
-def worklist(results: list[ImageResult], include_names: bool = False) -> pd.DataFrame:
-    """One row per file, scored first by descending probability, then refused and unreadable."""
+def worklist(
+    results: list[ImageResult], include_names: bool = False, reviewed: set[str] | frozenset = frozenset()
+) -> pd.DataFrame:
+    """One row per file, scored first by descending probability, then refused and unreadable.
+    ``reviewed``: image hashes that have a saved review (the "reviewed" column)."""
+    same_pixels = duplicates(results)
     rows = []
     for i, r in enumerate(results):
         rows.append(
@@ -42,6 +86,10 @@ def worklist(results: list[ImageResult], include_names: bool = False) -> pd.Data
                 "probability": round(r.probability, 4) if r.scored else None,
                 "label": r.label,
                 "threshold": round(r.threshold, 4) if r.threshold is not None else None,
+                "bacterial_if_pneumonia": round(r.bacterial_probability, 4) if r.subtype_note else None,
+                "members_disagree": r.members_disagree,
+                "duplicate_of": ", ".join(str(j) for j in same_pixels.get(i + 1, [])),
+                "reviewed": bool(r.xray) and r.xray.sha256 in reviewed,
                 "reason": r.reason,
             }
         )
@@ -52,8 +100,10 @@ def worklist(results: list[ImageResult], include_names: bool = False) -> pd.Data
     return df.sort_values(["_order", "_p", "item"]).drop(columns=["_order", "_p"]).reset_index(drop=True)
 
 
-def worklist_csv(results: list[ImageResult], include_names: bool = False) -> bytes:
-    return worklist(results, include_names).to_csv(index=False).encode()
+def worklist_csv(
+    results: list[ImageResult], include_names: bool = False, reviewed: set[str] | frozenset = frozenset()
+) -> bytes:
+    return worklist(results, include_names, reviewed).to_csv(index=False).encode()
 
 
 def _png(rgb_or_gray: np.ndarray, max_side: int = 900) -> io.BytesIO:
@@ -77,26 +127,41 @@ def _images(pdf: FPDF, result: ImageResult, overlay_rgb: np.ndarray, method: str
     _line(pdf, 4, f"{method} heatmap" + (" (flat: no localised evidence)" if heatmap_flat else ""))
 
 
-def _findings(pdf: FPDF, result: ImageResult, choice: ThresholdChoice) -> None:
+def _findings(pdf: FPDF, result: ImageResult, choice: ThresholdChoice, title: str) -> None:
     """Probability, the result at the operating point with its validation figures, and notices."""
     pdf.set_font("Helvetica", "B", 12)
     _line(pdf, 7, f"Pneumonia probability (calibrated): {format_probability(result.probability)}")
-    _line(
-        pdf,
-        7,
-        f"Result at operating point '{choice.operating_point}' (threshold {result.threshold:.3f}): {result.label}",
-    )
-    pdf.set_font("Helvetica", "", 10)
+    _line(pdf, 7, f"Result at operating point '{title}' (threshold {result.threshold:.3f}): {result.label}")
+    pdf.set_font("Helvetica", "", 9)
+    pdf.multi_cell(0, 4.5, threshold_sentence(result, choice, title), new_x="LMARGIN", new_y="NEXT")
     if choice.validated:
         _line(
             pdf,
-            6,
+            5,
             f"Validation sensitivity {choice.validation_sensitivity:.1%}, specificity "
             f"{choice.validation_specificity:.1%} at this point (internal split; expect lower on other "
             "hospitals' images).",
         )
+    if result.members_disagree:
+        _line(pdf, 5, f"Caution: the ensemble's members disagree (spread {result.ensemble_spread:.2f}).")
+    if result.subtype_note:
+        _line(pdf, 5, result.subtype_note + ".")
     for note in result.notices:
-        _line(pdf, 5, f"Note: {note}")
+        pdf.multi_cell(0, 4.5, f"Note: {note}", new_x="LMARGIN", new_y="NEXT")
+
+
+def _reader_section(pdf: FPDF, review: ReaderReview | None) -> None:
+    """The reader's own read: agree/disagree, comment, accession or study reference."""
+    pdf.set_font("Helvetica", "B", 11)
+    _line(pdf, 7, "Reader's review")
+    pdf.set_font("Helvetica", "", 10)
+    if review is None:
+        _line(pdf, 6, "No review saved for this image yet.")
+        return
+    _line(pdf, 6, f"Accession / study reference: {review.accession.strip() or '(not given)'}")
+    _line(pdf, 6, f"Reader: {review.reader}  |  {'Agrees' if review.agrees else 'Disagrees'} with the model")
+    if review.comment.strip():
+        pdf.multi_cell(0, 5, f"Comment: {review.comment.strip()}", new_x="LMARGIN", new_y="NEXT")
 
 
 def pdf_report(
@@ -107,8 +172,11 @@ def pdf_report(
     choice: ThresholdChoice,
     method: str,
     heatmap_flat: bool,
+    review: ReaderReview | None = None,
+    points: dict[str, dict] | None = None,
 ) -> bytes:
-    """A one-page PDF: image, overlay, probability, operating point, model version, time, disclaimer."""
+    """A one-page PDF: image, overlay, probability, operating point, the reader's review, model version,
+    time, disclaimer. ``points``: the model's operating points, to name the one in force in words."""
     if not result.scored or result.xray is None:
         raise ValueError("only scored images have a report")
     pdf = FPDF(format="A4")
@@ -122,8 +190,10 @@ def pdf_report(
     pdf.ln(3)
     _images(pdf, result, overlay_rgb, method, heatmap_flat)
     pdf.ln(4)
-    _findings(pdf, result, choice)
-    pdf.ln(4)
+    _findings(pdf, result, choice, point_title(choice.operating_point, points))
+    pdf.ln(3)
+    _reader_section(pdf, review)
+    pdf.ln(3)
     pdf.set_font("Helvetica", "", 8)
     pdf.multi_cell(0, 4, DISCLAIMER)
     return bytes(pdf.output())

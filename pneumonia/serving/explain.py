@@ -88,3 +88,27 @@ def overlay(pixels: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: s
     coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
     base = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
     return cv2.addWeighted(coloured, float(alpha), base, 1.0 - float(alpha), 0)
+
+
+# Plotly's names for the same colour maps, for the interactive viewer's overlay and colour bar.
+PLOTLY_COLORSCALES = {"jet": "Jet", "inferno": "Inferno", "viridis": "Viridis", "turbo": "Turbo"}
+
+
+def window_level(pixels: np.ndarray, level: float, window: float) -> np.ndarray:
+    """Grey levels mapped through a display window: ``level`` is its centre, ``window`` its width
+    (8-bit grey levels); below the window is black, above it white. Identity at level 127.5, window 255."""
+    lo = float(level) - float(window) / 2.0
+    lut = np.clip((np.arange(256, dtype=np.float32) - lo) / max(float(window), 1.0) * 255.0 + 0.5, 0, 255)
+    return cv2.LUT(pixels, lut.astype(np.uint8))
+
+
+def display_jpeg(pixels: np.ndarray, max_side: int = 1536, quality: int = 92) -> tuple[bytes, tuple[int, int]]:
+    """A JPEG for on-screen viewing (at most ``max_side`` px), with the (height, width) it has."""
+    h, w = pixels.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        pixels = cv2.resize(pixels, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode the display image")
+    return buf.tobytes(), pixels.shape[:2]

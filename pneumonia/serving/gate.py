@@ -17,13 +17,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pneumonia.core.decode import XRay
+from pneumonia.core.decode import XRay, age_in_years
 
 PCA_SIDE = 32
 RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RG", "PX", "OT", ""}
 COLOUR_LIMIT = 12.0  # Hasler-Suesstrunk colourfulness; x-rays score ~0, photographs > 15
 MIN_STD = 10.0  # 8-bit grey levels
 MAX_ASPECT = 2.2
+ADULT_AGE_YEARS = 18.0
+LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
+CHEST_BODY_PARTS = ("CHEST", "THORAX", "LUNG", "TORSO")
 
 
 @dataclass
@@ -31,6 +34,47 @@ class GateResult:
     ok: bool
     reasons: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
+
+    def details(self) -> list[str]:
+        """The numbers behind the decision, for a "details" toggle (the reasons stay in plain words)."""
+        s = self.scores
+        lines = []
+        if "appearance_error" in s:
+            lines.append(
+                f"Appearance check (how well the image matches typical chest radiographs): error "
+                f"{s['appearance_error']:.2f}, limit {s['appearance_limit']:.2f}."
+            )
+        if "embedding_distance" in s:
+            lines.append(
+                f"Familiarity check (distance from the training x-rays in the model's own features): "
+                f"{s['embedding_distance']:.1f}, limit {s['embedding_limit']:.1f}."
+            )
+        if "colourfulness" in s:
+            lines.append(
+                f"Colourfulness {s['colourfulness']:.1f} (limit {COLOUR_LIMIT:.0f}); grey-level spread {s['std']:.1f}."
+            )
+        return lines
+
+
+def scope_reasons(metadata: dict) -> list[str]:
+    """DICOM facts that put an image outside what the model is for: adults, lateral views, other body parts."""
+    reasons = []
+    age = age_in_years(metadata.get("PatientAge"))
+    if age is not None and age >= ADULT_AGE_YEARS:
+        reasons.append(
+            f"Out of scope: the DICOM header gives the patient's age as {age:.0f} years. The model was trained "
+            "on children aged 1 to 5 and is not for adults."
+        )
+    view = str(metadata.get("ViewPosition", "") or "").strip().upper()
+    if view in LATERAL_VIEWS:
+        reasons.append(
+            f"Out of scope: the DICOM header gives the view position as {view} (a lateral view). "
+            "The model reads frontal (PA or AP) chest radiographs only."
+        )
+    part = str(metadata.get("BodyPartExamined", "") or "").strip().upper()
+    if part and not any(word in part for word in CHEST_BODY_PARTS):
+        reasons.append(f"Out of scope: the DICOM header gives the body part as {part}, not the chest.")
+    return reasons
 
 
 def appearance_vector(model_input: np.ndarray) -> np.ndarray:
@@ -78,8 +122,10 @@ class Gate:
         modality = str(xray.metadata.get("Modality", "") or "").upper()
         if xray.source_format == "DICOM" and modality not in RADIOGRAPH_MODALITIES:
             reasons.append(
-                f"The DICOM modality is {modality}, not a radiograph (CR/DX): only chest x-rays are supported."
+                f"The DICOM modality is {modality}, not a radiograph (CR or DX): only chest x-rays are read."
             )
+        if xray.source_format == "DICOM":
+            reasons.extend(scope_reasons(xray.metadata))
         colour = float(xray.metadata.get("colourfulness", 0.0) or 0.0)
         if colour > COLOUR_LIMIT:
             reasons.append("This is a colour image; chest radiographs are grayscale (it looks like a photograph).")
@@ -100,14 +146,10 @@ class Gate:
         }
         if not reasons:
             if app[0] > self.params["appearance_limit"]:
-                reasons.append(
-                    "The image does not look like a frontal chest radiograph "
-                    f"(appearance check: {app[0]:.2f} > limit {float(self.params['appearance_limit']):.2f})."
-                )
+                reasons.append("The image does not look like a frontal chest radiograph.")
             if emb[0] > self.params["embedding_limit"]:
                 reasons.append(
-                    "The image is outside what the model was trained on "
-                    f"(embedding distance {emb[0]:.1f} > limit {float(self.params['embedding_limit']):.1f}); "
-                    "no probability is given."
+                    "The image is unlike the chest x-rays the model was trained on, so its score would not be "
+                    "reliable; no probability is given."
                 )
         return GateResult(ok=not reasons, reasons=reasons, scores=scores)

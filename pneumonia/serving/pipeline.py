@@ -2,41 +2,74 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from pneumonia.core.decode import InvalidImage, load_xray
+from pneumonia.core.decode import InvalidImage, age_in_years, dicom_context, load_xray
 from pneumonia.core.preprocess import to_model_input
+from pneumonia.serving.gate import ADULT_AGE_YEARS
 from pneumonia.serving.model import Classifier
 from pneumonia.serving.results import ImageResult
 
 PREDICT_BATCH = 16
 FILES_PER_CHUNK = 64  # files read into memory at once by score_files
+TRAINED_AGE_YEARS = (1, 5)  # the training population's ages (Kermany et al. 2018)
 
 
-def score(clf: Classifier, items: list[tuple[str, bytes]], threshold: float) -> list[ImageResult]:
-    """Decode, preprocess, predict (batched) and gate each (name, bytes); a bad file never stops the rest."""
+def score(
+    clf: Classifier,
+    items: list[tuple[str, bytes]],
+    threshold: float,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[ImageResult]:
+    """Decode, preprocess, predict (batched) and gate each (name, bytes); a bad file never stops the rest.
+    ``on_progress(done, total)`` is called after each file is decoded and after each batch is scored."""
     results = [ImageResult(name=name, threshold=threshold) for name, _ in items]
+    total = len(items)
     ready: list[int] = []
     for i, (name, data) in enumerate(items):
         try:
             xray = load_xray(data, name)
         except InvalidImage as err:
             results[i].error = str(err)
-            continue
-        results[i].xray = xray
-        results[i].notices = list(xray.notices)
-        results[i].model_input = to_model_input(xray.pixels, clf.spec)
-        ready.append(i)
+        else:
+            results[i].xray = xray
+            results[i].notices = list(xray.notices)
+            results[i].model_input = to_model_input(xray.pixels, clf.spec)
+            ready.append(i)
+        if on_progress:
+            on_progress(i + 1, total)
     for start in range(0, len(ready), PREDICT_BATCH):
         chunk = ready[start : start + PREDICT_BATCH]
         preds = clf.predict(np.stack([results[i].model_input for i in chunk]))
         for i, pred in zip(chunk, preds):
-            r = results[i]
-            r.logit, r.probability = pred.logit, pred.probability
-            r.gate = clf.gate.check(r.xray, r.model_input, pred.embedding)
+            _fill_prediction(clf, results[i], pred)
     return results
+
+
+def _fill_prediction(clf: Classifier, result: ImageResult, pred: object) -> None:
+    """Probability and gate from one prediction; the subtype and ensemble spread when the model gives them."""
+    result.logit, result.probability = pred.logit, pred.probability
+    result.gate = clf.gate.check(result.xray, result.model_input, pred.embedding)
+    if result.gate.ok:
+        bacterial = getattr(pred, "bacterial_probability", None)
+        spread = getattr(pred, "ensemble_spread", None)
+        result.bacterial_probability = None if bacterial is None else float(bacterial)
+        result.ensemble_spread = None if spread is None else float(spread)
+    result.notices.extend(age_notices(result.xray.metadata))
+
+
+def age_notices(metadata: dict) -> list[str]:
+    """A notice for a child outside the ages the model was trained on (adults are refused by the gate)."""
+    age = age_in_years(metadata.get("PatientAge"))
+    if age is None or TRAINED_AGE_YEARS[0] <= age < TRAINED_AGE_YEARS[1] + 1 or age >= ADULT_AGE_YEARS:
+        return []
+    return [
+        f"The DICOM header gives the patient's age as {dicom_context(metadata)['Age']}; the model was trained on "
+        "children aged 1 to 5. Interpret with extra care."
+    ]
 
 
 def read_error(err: OSError) -> str:

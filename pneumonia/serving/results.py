@@ -10,6 +10,10 @@ from pneumonia.core.decode import XRay
 from pneumonia.core.labels import label_at
 from pneumonia.serving.gate import GateResult
 
+# Ensemble spread (the spread of the members' pneumonia probabilities) above which the page flags
+# that the members disagree: the probability is then less settled than its value suggests.
+MEMBERS_DISAGREE_SPREAD = 0.15
+
 
 @dataclass
 class ImageResult:
@@ -25,6 +29,10 @@ class ImageResult:
     threshold: float | None = None
     error: str | None = None
     notices: list[str] = field(default_factory=list)
+    # probability that a pneumonia is bacterial rather than viral; None when the model has no such
+    # output or the image was refused
+    bacterial_probability: float | None = None
+    ensemble_spread: float | None = None  # spread of the ensemble members' probabilities; None for one model
 
     @property
     def scored(self) -> bool:
@@ -47,3 +55,17 @@ class ImageResult:
         if self.error:
             return self.error
         return " ".join(self.gate.reasons) if self.gate and not self.gate.ok else ""
+
+    @property
+    def members_disagree(self) -> bool:
+        """The ensemble's members disagree enough that the reader should know."""
+        return self.scored and self.ensemble_spread is not None and self.ensemble_spread >= MEMBERS_DISAGREE_SPREAD
+
+    @property
+    def subtype_note(self) -> str:
+        """ "If pneumonia: bacterial 72% / viral 28% ..." when the image is called pneumonia and the model
+        gives a subtype; otherwise empty. Strictly secondary to the pneumonia result."""
+        if self.label != "PNEUMONIA" or self.bacterial_probability is None:
+            return ""
+        b = float(self.bacterial_probability)
+        return f"If pneumonia: bacterial {b:.0%} / viral {1 - b:.0%} (labels are noisy; not a basis for prescribing)"
