@@ -1,6 +1,10 @@
-"""Evaluate the shipped model on any folder in the Kaggle layout.
+"""Evaluate the shipped model on any folder in the Kaggle layout, or on an archive run's results.
 
 python -m pneumonia.evaluate --data-dir DIR --split test --out metrics.json [--predictions preds.csv]
+python -m pneumonia.evaluate --results results.parquet --out metrics.json
+
+``--results`` reads the rows of ``python -m pneumonia.score`` (labelled by a ``label`` column or by
+NORMAL/PNEUMONIA folders) and gives the same JSON as evaluating the folder, without the model.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ SUMMARY_KEYS = ("n", "accuracy", "roc_auc", "sensitivity", "specificity", "thres
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", required=True, help="folder with SPLIT/{NORMAL,PNEUMONIA}/ images")
-    p.add_argument("--split", required=True, help="sub-folder to evaluate, e.g. test")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", help="folder with SPLIT/{NORMAL,PNEUMONIA}/ images")
+    source.add_argument("--results", help="results parquet of `python -m pneumonia.score` (no model run needed)")
+    p.add_argument("--split", help="sub-folder of --data-dir to evaluate, e.g. test")
     p.add_argument("--model", default=None, help="model folder (default: the shipped models/)")
     p.add_argument("--operating-point", default=None, help="high_sensitivity, balanced or high_specificity")
     p.add_argument("--threshold", type=float, default=None, help="custom threshold (overrides --operating-point)")
@@ -55,9 +61,76 @@ def predictions_table(manifest: pd.DataFrame, results: list[ImageResult], thresh
     )
 
 
+def evaluate_results_file(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """The --results path: the metrics JSON from a results parquet, thresholds from the model's metadata."""
+    from pneumonia.insight.site_validation import evaluate_results, labelled, read_results
+    from pneumonia.serving import site_points
+    from pneumonia.serving.archive.store import read_spec
+    from pneumonia.serving.metadata import read_metadata
+    from pneumonia.serving.model import DEFAULT_MODEL_DIR
+
+    meta = read_metadata(args.model or DEFAULT_MODEL_DIR)
+    try:
+        choice = site_points.resolve(meta, args.operating_point, args.threshold)
+    except ValueError as err:
+        parser.error(str(err))
+    spec = read_spec(args.results)
+    extra = spec.extra if spec else {}
+    version = spec.model_version if spec else str(meta.version)
+    if version != str(meta.version):
+        print(f"warning: the results were scored by model {version}; thresholds are those of model {meta.version}")
+    results = read_results(args.results)
+    data = labelled(results, extra.get("input_name", ""))
+    if not len(data.y):
+        parser.error(
+            "the results have no labelled, readable rows (truth comes from a label column or NORMAL/PNEUMONIA)"
+        )
+    if data.unreadable:
+        print(f"warning: {data.unreadable} images could not be read and are left out")
+    out = evaluate_results(data, choice.threshold)
+    out.update(
+        {
+            "split": extra.get("input_name", ""),
+            "data_dir": extra.get("input_parent", ""),
+            "operating_point": choice.operating_point,
+            "model_version": version,
+            "unreadable": data.unreadable,
+        }
+    )
+    if args.gate:
+        out["gate_refused"] = data.refused
+    if args.predictions:
+        results_predictions(results, choice.threshold).to_csv(args.predictions, index=False)
+    return out
+
+
+def results_predictions(results: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The --predictions table from a results file (labelled rows, as the folder path writes it)."""
+    import pandas as pd
+
+    rows = results[results["truth"].notna()]
+    prob = rows["probability_ungated"].astype(float)
+    return pd.DataFrame(
+        {
+            "file": rows["file"].map(lambda s: Path(s).name),
+            "label": rows["truth"].astype(int),
+            "probability": prob,
+            "predicted": (prob >= threshold).astype(int),
+            "gate_ok": rows["gate_ok"],
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.results:
+        out = evaluate_results_file(args, parser)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+        print(json.dumps({k: out[k] for k in SUMMARY_KEYS}))
+        return
+    if not args.split:
+        parser.error("--split is required with --data-dir")
 
     import numpy as np
 
