@@ -105,10 +105,12 @@ def score_items(clf: Classifier, items: list[Item], spec: RowSpec) -> list[dict]
     return rows
 
 
-def pending_batches(pending_path: Path, batch_size: int) -> Iterator[list[Item]]:
-    for batch in pq.ParquetFile(pending_path).iter_batches(batch_size=batch_size):
-        cols = batch.to_pydict()
-        yield [Item(f, p, t) for f, p, t in zip(cols["file"], cols["path"], cols["truth"])]
+def pending_batches(pending_dir: Path, batch_size: int) -> Iterator[list[Item]]:
+    """The pending files in batches, read one small file at a time."""
+    for path in sorted(pending_dir.glob("pending-*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+            cols = batch.to_pydict()
+            yield [Item(f, p, t) for f, p, t in zip(cols["file"], cols["path"], cols["truth"])]
 
 
 class PartSink:

@@ -8,6 +8,7 @@ every node must see the input files, the model folder and this package at the sa
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,7 +40,12 @@ def start_ray(address: str | None, workers: int) -> bool:
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": {"PYTHONPATH": PACKAGE_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}}
-    common = {"include_dashboard": False, "log_to_driver": False, "runtime_env": runtime_env}
+    common = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+        "runtime_env": runtime_env,
+    }
     if address:
         ray.init(address=address, **common)
     else:
@@ -71,12 +77,16 @@ def run_ray(
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
-        ds = ray.data.read_parquet(str(pending_path)).map_batches(
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        # Ray merges the small pending files into one block: split it again (streaming) into blocks of
+        # one batch, so that every actor gets work and few rows wait in memory
+        pending = ray.data.read_parquet(str(pending_path)).repartition(target_num_rows_per_block=batch_size)
+        ds = pending.map_batches(
             RayScorer,
             fn_constructor_kwargs={"model_dir": model_dir, "spec": spec},
             batch_size=batch_size,
             batch_format="pyarrow",
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
         )
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):

@@ -4,6 +4,7 @@ engine, merge. Progress goes to a callback; nothing here prints."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -76,22 +77,34 @@ def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def write_pending(items: Iterator[Item], spec: RowSpec, done: KeySet, path: Path) -> int:
-    """Write the files not yet in the results (each once) to ``path``; returns how many."""
+def _fresh(chunk: list[Item], spec: RowSpec, done: KeySet) -> list[Item]:
+    """The items of ``chunk`` not yet done (each once), marking them done."""
+    keys = keys_of(spec.file_value(it.file) for it in chunk)
+    fresh, seen_here = [], set()
+    for item, key, is_done in zip(chunk, keys, done.contains(keys)):
+        if not is_done and int(key) not in seen_here:
+            fresh.append(item)
+            seen_here.add(int(key))
+    done.add(keys)
+    return fresh
+
+
+def write_pending(items: Iterator[Item], spec: RowSpec, done: KeySet, folder: Path, rows_per_file: int) -> int:
+    """Write the files not yet in the results (each once) to small parquet files in ``folder``, so
+    that either engine can stream them (and Ray read them in parallel); returns how many."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     n = 0
-    with pq.ParquetWriter(path, PENDING_SCHEMA) as writer:
-        for chunk in _chunks(items, DISCOVER_CHUNK):
-            keys = keys_of(spec.file_value(it.file) for it in chunk)
-            fresh, seen_here = [], set()
-            for item, key, is_done in zip(chunk, keys, done.contains(keys)):
-                if not is_done and int(key) not in seen_here:
-                    fresh.append(item)
-                    seen_here.add(int(key))
-            done.add(keys)
-            if fresh:
-                writer.write_table(pa.Table.from_pylist([it._asdict() for it in fresh], schema=PENDING_SCHEMA))
-                n += len(fresh)
+    for chunk in _chunks(_fresh_items(items, spec, done), rows_per_file):
+        table = pa.Table.from_pylist([it._asdict() for it in chunk], schema=PENDING_SCHEMA)
+        pq.write_table(table, folder / f"pending-{n:012d}.parquet")
+        n += len(chunk)
     return n
+
+
+def _fresh_items(items: Iterator[Item], spec: RowSpec, done: KeySet) -> Iterator[Item]:
+    for chunk in _chunks(items, DISCOVER_CHUNK):
+        yield from _fresh(chunk, spec, done)
 
 
 def _run_engine(options: ArchiveOptions, store: ResultStore, spec: RowSpec, sink: PartSink, progress, clf) -> None:
@@ -136,7 +149,7 @@ def score_archive(
     try:
         done = store.done_keys()
         already = len(done)
-        pending = write_pending(discover(source), spec, done, store.pending_path)
+        pending = write_pending(discover(source), spec, done, store.pending_path, 4 * options.batch_size)
         del done
         if on_start is not None:
             on_start(pending, already)

@@ -28,7 +28,7 @@ from pneumonia.serving.archive.discover import InputError
 from pneumonia.serving.archive.rows import RowSpec
 
 META_FILE = "_meta.json"
-PENDING_FILE = "_pending.parquet"
+PENDING_DIR = "_pending"
 LOCK_FILE = ".lock"
 SCHEMA_META_KEY = b"pneumonia.results"
 READ_BATCH = 65_536
@@ -101,7 +101,7 @@ class ResultStore:
     def __init__(self, out: str | Path):
         self.out = Path(out)
         self.parts_dir = self.out.with_name(self.out.name + ".parts")
-        self.pending_path = self.parts_dir / PENDING_FILE
+        self.pending_path = self.parts_dir / PENDING_DIR
         self._lock = None
 
     def open(self, spec: RowSpec) -> RowSpec:
@@ -184,8 +184,8 @@ class ResultStore:
         if remove:
             for path in self.part_files():
                 path.unlink()
-            for name in (META_FILE, PENDING_FILE):
-                (self.parts_dir / name).unlink(missing_ok=True)
+            (self.parts_dir / META_FILE).unlink(missing_ok=True)
+            shutil.rmtree(self.pending_path, ignore_errors=True)
         if self._lock is not None:
             self._lock.close()
             self._lock = None
