@@ -2,18 +2,22 @@
 
 import streamlit as st
 
-from pages import resources, widgets
+# A local file, not a Material icon: that favicon would be fetched from a font CDN.
+st.set_page_config(page_title="Pneumonia x-ray review", page_icon="assets/favicon.png", layout="wide")
+starting = st.empty()
+starting.info("Starting the review station...")  # a sign of life while the first run imports its libraries
 
-# A local emoji, not a Material icon: those come from a font that the browser would fetch from a CDN.
-st.set_page_config(page_title="Pneumonia x-ray review", page_icon="🫁", layout="wide")
+from pages import resources, widgets  # noqa: E402 - imported after the sign of life above
+
 resources.start_warm_up()  # the model and Grad-CAM load in a background thread while the page draws
+starting.empty()
 widgets.frame(resources.model_version())
 widgets.loading_notice(resources.model_ready)
 
 pages = [
-    st.Page("pages/review.py", title="Review x-rays", icon="🩻", default=True),
-    st.Page("pages/eda.py", title="Dataset", icon="📊"),
-    st.Page("pages/performance.py", title="Model performance", icon="📈"),
-    st.Page("pages/model_card.py", title="Model card", icon="📄"),
+    st.Page("pages/review.py", title="Review x-rays", icon=":material/radiology:", default=True),
+    st.Page("pages/eda.py", title="Dataset", icon=":material/bar_chart:"),
+    st.Page("pages/performance.py", title="Model performance", icon=":material/monitoring:"),
+    st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
 ]
 st.navigation(pages).run()

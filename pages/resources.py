@@ -7,7 +7,6 @@ import base64
 import dataclasses
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from pages import widgets
 from pneumonia.audit import AuditLog, default_path
 from pneumonia.insight.artifacts import Artifacts, load_artifacts
 from pneumonia.insight.eda_summary import load_summary
+from pneumonia.serving import site_points
 from pneumonia.serving.explain import Explainer, Heatmap, display_jpeg, window_level
 from pneumonia.serving.metadata import ModelMetadata, read_metadata
 from pneumonia.serving.model import Classifier
@@ -30,47 +30,45 @@ MODELS_DIR = ROOT / "models"
 _SESSION_RESULTS = "scored_results"
 
 
-@dataclass
-class Engine:
-    """The model and its default heatmap, loaded and traced once per process."""
-
-    classifier: Classifier
-    gradcam: Explainer
+def _load_classifier() -> Classifier:
+    return Classifier(MODELS_DIR)
 
 
-def _load_engine() -> Engine:
-    """Load the model and run Grad-CAM once, so the first reader's first image pays for neither."""
-    clf = Classifier(MODELS_DIR)
+def _load_gradcam(classifier_loading: Future) -> Explainer:
+    """Grad-CAM traced once on a blank input, so the first reader's first heatmap does not pay for it."""
+    clf = classifier_loading.result()
     gradcam = Explainer(clf.model, "gradcam", last_conv_layer=clf.metadata.last_conv_layer)
     gradcam(np.zeros((clf.spec.size, clf.spec.size, 1), np.float32))
-    return Engine(clf, gradcam)
+    return gradcam
 
 
 @st.cache_resource(show_spinner=False)
-def _engine_loading() -> Future:
-    """Starts loading the engine in a background thread the first time any page runs (app.py calls
-    :func:`start_warm_up`), so the page draws at once while TensorFlow loads."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-warm-up").submit(_load_engine)
+def _warm_up() -> tuple[Future, Future]:
+    """Starts loading the model, then Grad-CAM, in a background thread the first time app.py runs
+    (:func:`start_warm_up`), so the page draws at once while TensorFlow loads. Scoring waits only for
+    the model; the first heatmap for Grad-CAM as well."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-warm-up")
+    classifier_loading = pool.submit(_load_classifier)
+    return classifier_loading, pool.submit(_load_gradcam, classifier_loading)
 
 
 def start_warm_up() -> None:
-    _engine_loading()
+    _warm_up()
 
 
 def model_ready() -> bool:
-    return _engine_loading().done()
+    return _warm_up()[0].done()
 
 
-def _engine() -> Engine:
-    loading = _engine_loading()
+def _wait(loading: Future, message: str):
     if loading.done():
         return loading.result()
-    with st.spinner("Loading the model (only after the server starts; a few seconds)..."):
+    with st.spinner(message):
         return loading.result()
 
 
 def classifier() -> Classifier:
-    return _engine().classifier
+    return _wait(_warm_up()[0], "Loading the model (only after the server starts; a few seconds)...")
 
 
 @st.cache_data(show_spinner=False)
@@ -85,8 +83,9 @@ def model_version() -> str:
 
 
 def operating_points() -> dict[str, dict]:
-    """The operating points the review page offers: the model's own, chosen on validation."""
-    return model_metadata().operating_points
+    """The operating points the review page offers: the model's own, chosen on validation, then the
+    ones this site saved for this model on the performance page's "your data" view."""
+    return site_points.operating_points(model_metadata())
 
 
 @st.cache_resource(show_spinner=False)
@@ -97,7 +96,9 @@ def _other_explainer(method: str) -> Explainer:
 
 def explainer(method: str) -> Explainer:
     """Grad-CAM from the warm-up; the other methods built on first use."""
-    return _engine().gradcam if method == "gradcam" else _other_explainer(method)
+    if method == "gradcam":
+        return _wait(_warm_up()[1], "Preparing Grad-CAM...")
+    return _other_explainer(method)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

@@ -80,22 +80,30 @@ def saved_reviews() -> dict[str, report.ReaderReview]:
 
 
 def worklist_table(results: list[ImageResult]):
-    """The worklist as the reader sees it: words instead of empty cells, the reviewed and duplicate flags."""
+    """The worklist as the reader sees it: the result first (readable at 800 px), words instead of empty
+    cells, the reviewed flag, and notes (why not scored, duplicates, disagreeing members)."""
     shas = [r.xray.sha256 for r in results if r.xray]
     reviewed = set(saved_reviews()) | resources.audit_log_reviewed(shas)
     table = report.worklist(results, include_names=True, reviewed=reviewed)
     by_item = {i + 1: r for i, r in enumerate(results)}
-    opened = [by_item[i] for i in table["item"]]
-    table["thumbnail"] = [resources.thumbnail(r.xray.sha256, r.xray.pixels) if r.xray else None for r in opened]
-    table["label"] = [r.label or ("not scored" if r.xray else "unreadable") for r in opened]
-    table["reason"] = [widgets.short_reason(r.reason) if r.reason else "-" for r in opened]
-    table["members_disagree"] = table["members_disagree"].map({True: "yes", False: ""})
-    columns = ["item", "thumbnail", "file", "probability", "label", "reviewed", "duplicate_of", "reason"]
-    if any(r.ensemble_spread is not None for r in results):
-        columns.append("members_disagree")
+    rows = [by_item[i] for i in table["item"]]
+    table["thumbnail"] = [resources.thumbnail(r.xray.sha256, r.xray.pixels) if r.xray else None for r in rows]
+    table["probability_text"] = [report.format_probability(r.probability) if r.scored else "-" for r in rows]
+    table["label"] = [r.label or ("not scored" if r.xray else "unreadable") for r in rows]
+    table["notes"] = [row_notes(r, dup) for r, dup in zip(rows, table["duplicate_of"])]
+    columns = ["item", "thumbnail", "probability_text", "label", "reviewed", "notes", "file"]
     if table["bacterial_if_pneumonia"].notna().any():
         columns.append("bacterial_if_pneumonia")
     return table, by_item, columns
+
+
+def row_notes(result: ImageResult, duplicate_of: str) -> str:
+    notes = [widgets.short_reason(result.reason)] if result.reason else []
+    if duplicate_of:
+        notes.append(f"same pixels as #{duplicate_of}")
+    if result.members_disagree:
+        notes.append("members disagree")
+    return "; ".join(notes)
 
 
 def select_row(key: str, order: list[str]) -> None:
@@ -117,14 +125,14 @@ def worklist(results: list[ImageResult]) -> ImageResult:
     if st.session_state.get(_OPEN) not in keys:
         st.session_state[_OPEN] = keys[0]
     st.subheader(f"Worklist ({(table['status'] == 'scored').sum()} scored of {len(results)})")
-    table_key = f"worklist_{st.session_state[_OPEN]}"  # a new key on each move keeps the highlight on the open row
+    table["open"] = ["▶" if k == st.session_state[_OPEN] else "" for k in keys]
+    table_key = f"worklist_{st.session_state[_OPEN]}"  # a new key on each move clears a stale row selection
     st.dataframe(
         table,
         hide_index=True,
-        column_order=columns,
+        column_order=["open", *columns],
         on_select=lambda: select_row(table_key, keys),
         selection_mode="single-row",
-        selection_default={"selection": {"rows": [keys.index(st.session_state[_OPEN])]}},
         key=table_key,
         column_config=widgets.WORKLIST_COLUMNS,
     )
@@ -174,10 +182,11 @@ def explain_why_not_scored(result: ImageResult) -> bool:
 def probability_panel(result: ImageResult, choice: ThresholdChoice) -> None:
     points = resources.operating_points()
     title = report.point_title(choice.operating_point, points)
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Pneumonia probability", report.format_probability(result.probability), help="Calibrated on validation.")
-    c2.metric("Result", result.label, help=f"At the operating point {title}.")
-    c3.metric("Threshold", f"{choice.threshold:.3f}", help=f"The cut-off of the operating point {title}.")
+    with st.container(horizontal=True, gap="large"):  # wraps onto two lines on a narrow screen
+        probability = report.format_probability(result.probability)
+        st.metric("Pneumonia probability", probability, help="Calibrated on validation.", width="content")
+        st.metric("Result", result.label, help=f"At the operating point {title}.", width="content")
+        st.metric("Threshold", f"{choice.threshold:.3f}", help=f"The cut-off of {title}.", width="content")
     st.markdown(report.threshold_sentence(result, choice, title))
     if result.members_disagree:
         st.warning(
@@ -188,29 +197,54 @@ def probability_panel(result: ImageResult, choice: ThresholdChoice) -> None:
         st.caption(result.subtype_note + ".")
 
 
+def viewer_controls() -> dict:
+    """The viewer's own controls: heatmap on/off, method, colour map, opacity, layout, window/level."""
+    with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
+        show = st.toggle("Heatmap", value=True, key="show_heatmap")
+        method = st.selectbox("Heatmap method", list(METHODS), format_func=METHODS.get, key="method", width=170)
+        colormap = st.selectbox("Colour map", list(COLORMAPS), key="colormap", width=120)
+        layout = st.segmented_control("Layout", ["Side by side", "One image"], default="Side by side", key="layout")
+    with st.container(horizontal=True, gap="medium"):
+        opacity = st.slider("Opacity", 0.0, 1.0, 0.4, 0.05, key="opacity", disabled=not show, width=200)
+        level = st.slider(
+            "Level (centre)", 0, 255, 128, 1, key="level", help="Window/level on the grey levels.", width=200
+        )
+        window = st.slider("Window (width)", 8, 256, 256, 4, key="window", width=200)
+    return {
+        "show": show,
+        "method": method,
+        "colormap": colormap,
+        "opacity": opacity,
+        "level": level,
+        "window": window,
+        "side_by_side": layout != "One image",
+    }
+
+
 @st.fragment
 def viewer(result: ImageResult) -> None:
     """Window/level, zoom/pan and the heatmap overlay; reruns on its own, not with the whole page."""
-    c1, c2, c3, c4 = st.columns(4)
-    show = c1.toggle("Heatmap", value=True, key="show_heatmap")
-    method = c1.selectbox("Method", list(METHODS), format_func=METHODS.get, key="method", label_visibility="collapsed")
-    opacity = c2.slider("Opacity", 0.0, 1.0, 0.4, 0.05, key="opacity", disabled=not show)
-    colormap = c2.selectbox("Colour map", list(COLORMAPS), key="colormap", label_visibility="collapsed")
-    level = c3.slider("Level (centre)", 0, 255, 128, 1, key="level", help="Window/level on the 8-bit grey levels.")
-    window = c4.slider("Window (width)", 8, 256, 256, 4, key="window")
-    heat = resources.heatmap(result.xray.sha256, method, result.model_input) if show else None
-    url, shape = resources.display_image(result.xray.sha256, level, window, result.xray.pixels)
+    c = viewer_controls()
+    heat = resources.heatmap(result.xray.sha256, c["method"], result.model_input) if c["show"] else None
+    url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], result.xray.pixels)
     cam = heat.cam if heat is not None and not heat.flat else None
     figure = widgets.xray_viewer(
-        url, shape, cam, opacity=opacity, colorscale=PLOTLY_COLORSCALES[colormap], revision=result.xray.sha256
+        url,
+        shape,
+        cam,
+        opacity=c["opacity"],
+        colorscale=PLOTLY_COLORSCALES[c["colormap"]],
+        revision=result.xray.sha256,
+        side_by_side=c["side_by_side"],
     )
     st.plotly_chart(figure, width="stretch", key="viewer", config={"displaylogo": False, "scrollZoom": True})
+    name = METHODS[c["method"]]
     st.caption(
-        f"{METHODS[method]}: regions that raised the pneumonia score, not where disease is. Scroll or drag to "
-        "zoom and pan (both images move together); double-click to reset."
+        f"{name}: regions that raised the pneumonia score, not where disease is. Scroll or drag to zoom and pan "
+        "(side by side, both images move together); double-click to reset."
     )
     if heat is not None and heat.flat:
-        st.warning(f"The {METHODS[method]} map is flat: no region stands out for this image. Try another method.")
+        st.warning(f"The {name} map is flat: no region stands out for this image. Try another method.")
 
 
 def review_form(result: ImageResult, choice: ThresholdChoice) -> report.ReaderReview | None:

@@ -55,6 +55,36 @@ def thumbnail_data_url(pixels: np.ndarray, side: int = 72) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(pixels, side)).decode()
 
 
+def heatmap_trace(cam: np.ndarray, shape: tuple[int, int], opacity: float, colorscale: str) -> go.Heatmap:
+    """The heatmap stretched over an image of ``shape`` (height, width), with a colour bar in words."""
+    (h, w), (n_rows, n_cols) = shape, cam.shape
+    return go.Heatmap(
+        z=cam,
+        x0=-0.5 + w / n_cols / 2,
+        dx=w / n_cols,
+        y0=-0.5 + h / n_rows / 2,
+        dy=h / n_rows,
+        zmin=0.0,
+        zmax=1.0,
+        zsmooth="best",
+        opacity=opacity,
+        colorscale=colorscale,
+        hoverinfo="skip",
+        colorbar={
+            "title": {"text": "raised the pneumonia score", "side": "top"},
+            "tickvals": [0, 1],
+            "ticktext": ["least", "most"],
+            "orientation": "h",
+            "thickness": 10,
+            "len": 0.5,
+            "x": 1.0,
+            "xanchor": "right",
+            "y": -0.02,
+            "yanchor": "top",
+        },
+    )
+
+
 def xray_viewer(
     image_url: str,
     shape: tuple[int, int],
@@ -63,62 +93,43 @@ def xray_viewer(
     opacity: float,
     colorscale: str,
     revision: str,
+    side_by_side: bool = True,
 ) -> go.Figure:
-    """The x-ray (left) and the x-ray with the heatmap over it (right), zoomed and panned together
-    (Plotly's own zoom, pan and reset). ``cam`` at any resolution is stretched over the image; None
-    shows no overlay. ``revision`` keeps the zoom across reruns of the same image."""
+    """The x-ray and the x-ray with the heatmap over it, side by side and zoomed and panned together
+    (Plotly's own zoom, pan and reset), or the overlay alone. ``cam`` at any resolution is stretched
+    over the image; None shows no overlay. ``revision`` keeps the zoom across reruns of the same image."""
     h, w = shape
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.02, subplot_titles=["Original", "Heatmap overlay"])
-    for col in (1, 2):
+    n = 2 if side_by_side else 1
+    titles = ["Original", "Heatmap overlay" if cam is not None else "Original (heatmap off)"][-n:]
+    fig = make_subplots(rows=1, cols=n, horizontal_spacing=0.02, subplot_titles=titles)
+    for col in range(1, n + 1):
         fig.add_trace(go.Image(source=image_url, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"), row=1, col=col)
     if cam is not None:
-        n_rows, n_cols = cam.shape
-        fig.add_trace(
-            go.Heatmap(
-                z=cam,
-                x0=-0.5 + w / n_cols / 2,
-                dx=w / n_cols,
-                y0=-0.5 + h / n_rows / 2,
-                dy=h / n_rows,
-                zmin=0.0,
-                zmax=1.0,
-                zsmooth="best",
-                opacity=opacity,
-                colorscale=colorscale,
-                hoverinfo="skip",
-                colorbar={
-                    "title": {"text": "contribution to<br>the pneumonia<br>score", "side": "right"},
-                    "tickvals": [0, 0.5, 1],
-                    "ticktext": ["low", "medium", "high"],
-                    "thickness": 12,
-                    "len": 0.9,
-                },
-            ),
-            row=1,
-            col=2,
-        )
+        fig.add_trace(heatmap_trace(cam, shape, opacity, colorscale), row=1, col=n)
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain")
     fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain")
-    fig.update_xaxes(matches="x", row=1, col=2)
-    fig.update_yaxes(matches="y", scaleanchor="x2", row=1, col=2)
+    if n == 2:
+        fig.update_xaxes(matches="x", row=1, col=2)
+        fig.update_yaxes(matches="y", scaleanchor=None, row=1, col=2)
+    # about the height the images take at a typical width, so little space is left empty
+    height = int(np.clip(720 / n * h / w, 260, 720)) + 70
     fig.update_layout(
-        height=520, margin={"l": 0, "r": 0, "t": 30, "b": 0}, uirevision=revision, dragmode="pan", showlegend=False
+        height=height, margin={"l": 0, "r": 0, "t": 30, "b": 40}, uirevision=revision, dragmode="pan", showlegend=False
     )
     return fig
 
 
 WORKLIST_COLUMNS = {
-    "item": st.column_config.NumberColumn("#", width=40),
-    "thumbnail": st.column_config.ImageColumn("Image", width=60),
-    "file": st.column_config.TextColumn("File", width="medium"),
-    "probability": st.column_config.ProgressColumn(
-        "Probability", min_value=0.0, max_value=1.0, format="percent", width=110
+    "open": st.column_config.TextColumn("", width=24, help="The image open below"),
+    "item": st.column_config.NumberColumn("#", width=36),
+    "thumbnail": st.column_config.ImageColumn("Image", width=50),
+    "probability_text": st.column_config.TextColumn("Probability", width=82),
+    "label": st.column_config.TextColumn("Result", width=96),
+    "reviewed": st.column_config.CheckboxColumn("Reviewed", width=72),
+    "notes": st.column_config.TextColumn(
+        "Notes", width="medium", help="Why an image was not scored, duplicates, disagreeing members"
     ),
-    "label": st.column_config.TextColumn("Result", width=100),
-    "reviewed": st.column_config.CheckboxColumn("Reviewed", width=80),
-    "duplicate_of": st.column_config.TextColumn("Same pixels as", width=110, help="Items with identical pixels"),
-    "reason": st.column_config.TextColumn("Why not scored", width="large", help="Open the image for the full reason"),
-    "members_disagree": st.column_config.TextColumn("Members disagree", width=90),
+    "file": st.column_config.TextColumn("File", width="medium"),
     "bacterial_if_pneumonia": st.column_config.ProgressColumn(
         "If pneumonia: bacterial", min_value=0.0, max_value=1.0, format="percent", width=110
     ),
@@ -140,7 +151,7 @@ AUDIT_COLUMNS = {
 AUDIT_ORDER = list(AUDIT_COLUMNS)
 
 
-def short_reason(reason: str, limit: int = 90) -> str:
-    """The first sentence of a reason, for a table cell; the full text shows when the image is opened."""
-    first = reason.split(". ")[0].rstrip(".")
+def short_reason(reason: str, limit: int = 60) -> str:
+    """The first clause of a reason, for a table cell; the full text shows when the image is opened."""
+    first = reason.split(". ")[0].split("; ")[0].split(" (")[0].rstrip(".")
     return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"

@@ -19,6 +19,10 @@ def make_dicom(
     with_pixels: bool = True,
     slope: float = 1.0,
     intercept: float = 0.0,
+    age: str | None = None,
+    sex: str | None = None,
+    view: str | None = None,
+    body_part: str = "CHEST",
 ) -> bytes:
     """A minimal valid DICOM with patient identifiers set, so tests can check they never leak."""
     meta = FileMetaDataset()
@@ -34,7 +38,13 @@ def make_dicom(
     ds.PatientBirthDate = "20200101"
     ds.AccessionNumber = "ACC-987"
     ds.Modality = modality
-    ds.BodyPartExamined = "CHEST"
+    ds.BodyPartExamined = body_part
+    if age is not None:
+        ds.PatientAge = age  # DICOM Age String, e.g. "045Y"
+    if sex is not None:
+        ds.PatientSex = sex
+    if view is not None:
+        ds.ViewPosition = view
     ds.Rows, ds.Columns = pixels.shape[-2:]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
