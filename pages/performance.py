@@ -1,9 +1,11 @@
-"""Model performance page: metrics with CIs, threshold explorer, curves, calibration, failures."""
+"""Model performance page: metrics with CIs, threshold explorer, curves, calibration, failures; and
+the "your data" view of a site's own results (pages/your_data.py)."""
 
 import numpy as np
 import streamlit as st
 
 from pages import resources, widgets
+from pages.your_data import your_data_view
 from pneumonia.core.metrics import predictive_values_at_prevalence
 from pneumonia.insight import charts
 from pneumonia.insight.artifacts import Artifacts, comparison_table, metrics_table
@@ -113,9 +115,13 @@ def beside_published(art: Artifacts) -> None:
             st.dataframe(art.experiments, hide_index=True)
 
 
+st.title("Model performance")
+view = st.radio("Show", ["Shipped model (internal test)", "Your data"], horizontal=True, key="performance_view")
+if view == "Your data":
+    your_data_view()
+    st.stop()
 art = resources.model_artifacts()
 y, p = art.predictions["label"].to_numpy(), art.predictions["probability"].to_numpy()
-st.title("Model performance")
 st.warning(
     f"All figures on this page come from the **internal test split**: {art.test_metrics['n']} images of patients "
     "held out of the Kaggle *train* folder. This split flatters: models that scored validation AUC 0.99+ here "

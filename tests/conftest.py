@@ -12,8 +12,9 @@ SAMPLES = sorted((ROOT / "assets" / "samples").glob("*.jpeg"))
 
 @pytest.fixture(autouse=True)
 def _isolated_audit_db(tmp_path, monkeypatch):
-    """No test ever writes to the user's real audit trail."""
+    """No test ever writes to the user's real audit trail or site operating points."""
     monkeypatch.setenv("PNEUMONIA_AUDIT_DB", str(tmp_path / "audit.sqlite"))
+    monkeypatch.setenv("PNEUMONIA_SITE_POINTS", str(tmp_path / "site_operating_points.json"))
 
 
 @pytest.fixture(scope="session")

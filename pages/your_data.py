@@ -1,0 +1,166 @@
+"""The performance page's "your data" view: a site's own results (uploaded, or scored from a folder
+here), its ROC with CIs, calibration, the shipped operating points on its images, thresholds chosen
+again, PPV/NPV at its prevalence, the validation report, and saving a site operating point."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from pages import resources, widgets
+from pneumonia.insight import site_report
+from pneumonia.insight.site_validation import SiteValidation, read_results, validate
+from pneumonia.serving import site_points
+from pneumonia.serving.archive.run import score_archive
+
+MAX_FOLDER_FILES = 2000  # larger archives: python -m pneumonia.score
+_RESULTS = "site_results"
+
+
+@st.cache_data(max_entries=4, show_spinner="Computing your site's figures...")
+def site_validation(data: bytes, prevalence: float | None) -> SiteValidation:
+    meta = resources.model_artifacts().metadata
+    return validate(read_results(data), meta.operating_points, meta.default_operating_point, meta.version, prevalence)
+
+
+class TooManyFiles(ValueError):
+    pass
+
+
+def score_folder(folder: str) -> bytes:
+    """Score a small folder on this server with the loaded model; the results file's bytes."""
+    bar = st.progress(0.0, text="Finding the files...")
+    counts = {"done": 0, "total": 0}
+
+    def on_start(pending: int, _already: int) -> None:
+        if pending > MAX_FOLDER_FILES:
+            raise TooManyFiles(
+                f"The folder has {pending} images; score more than {MAX_FOLDER_FILES} with the command "
+                "`python -m pneumonia.score FOLDER --out results.parquet` and upload the results here."
+            )
+        counts["total"] = pending
+
+    def progress(n: int) -> None:
+        counts["done"] += n
+        bar.progress(counts["done"] / max(counts["total"], 1), text=f"Scored {counts['done']} of {counts['total']}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.parquet"
+        score_archive(folder, out, classifier=resources.classifier(), on_start=on_start, progress=progress)
+        bar.empty()
+        return out.read_bytes()
+
+
+def load_results() -> bytes | None:
+    """The results the reader gave: an uploaded results file or a folder scored here."""
+    how = st.radio(
+        "Your results", ["Upload a results file", "Score a folder on this server"], horizontal=True, key="site_source"
+    )
+    if how == "Upload a results file":
+        upload = st.file_uploader(
+            "Results file of `python -m pneumonia.score` (.parquet)", type=["parquet"], key="site_upload"
+        )
+        return upload.getvalue() if upload else None
+    folder = st.text_input(
+        f"Folder on this server (up to {MAX_FOLDER_FILES} images; NORMAL/ and PNEUMONIA/ sub-folders give the truth)",
+        key="site_folder",
+    )
+    if st.button("Score this folder", key="site_run") and folder:
+        try:
+            st.session_state[_RESULTS] = score_folder(folder)
+        except (TooManyFiles, ValueError, OSError) as err:
+            st.error(str(err))
+    return st.session_state.get(_RESULTS)
+
+
+def counts_row(sv: SiteValidation) -> None:
+    c = sv.counts
+    cols = st.columns(5)
+    cols[0].metric("Files", c["files"])
+    cols[1].metric("Scored", c["scored"])
+    cols[2].metric("Refused by the gate", c["refused"])
+    cols[3].metric("Unreadable", c["unreadable"])
+    cols[4].metric("Labelled", f"{c['labelled']} ({c['pneumonia']} pneumonia)")
+
+
+def operating_point_tables(sv: SiteValidation) -> None:
+    st.subheader("The shipped operating points on your images")
+    st.dataframe(site_report.point_table(sv.shipped, shipped=True), hide_index=True)
+    st.caption(
+        f"Shipped figures are from the internal validation split; yours carry 95% patient-bootstrap intervals. "
+        f"PPV and NPV at {sv.prevalence:.1%} prevalence."
+    )
+    st.subheader("Thresholds chosen again on your images")
+    st.dataframe(site_report.point_table(sv.rechosen, shipped=False), hide_index=True)
+    st.caption(
+        "Chosen and measured on the same images, so they flatter: confirm them on new images before relying on them."
+    )
+
+
+def save_site_point(sv: SiteValidation) -> None:
+    """Adopt a re-chosen threshold as a named site operating point, offered on the review page."""
+    if sv.model_version != resources.model_version():
+        st.warning(f"These results come from model {sv.model_version}; site points can be saved for the model in use.")
+        return
+    rows = {r["operating point"]: r for _, r in sv.rechosen.iterrows()}
+    with st.form("site_point_form"):
+        st.markdown("**Adopt a threshold for your site** (the review page then offers it)")
+        base = st.selectbox("Threshold chosen again on your images", list(rows), key="site_point_from")
+        name = st.text_input("Name, e.g. 'Our ED, high sensitivity'", key="site_point_name")
+        if st.form_submit_button("Save site operating point"):
+            row = rows[base]
+            try:
+                site_points.save_site_point(
+                    name,
+                    float(row["threshold"]),
+                    model_version=sv.model_version,
+                    sensitivity=float(row["sensitivity"]),
+                    specificity=float(row["specificity"]),
+                    n=sv.counts["labelled"],
+                )
+            except ValueError as err:
+                st.error(str(err))
+            else:
+                st.success(
+                    f"Saved 'Site: {name.strip()}' (threshold {row['threshold']:.3f}); the review page offers it."
+                )
+
+
+def your_data_view() -> None:
+    st.info(
+        "Run the model over your own labelled images to see how it does at your site: "
+        "`python -m pneumonia.score FOLDER --out results.parquet`, then upload the results here."
+    )
+    data = load_results()
+    if not data:
+        return
+    try:
+        sv = site_validation(data, None)
+    except (ValueError, OSError) as err:
+        st.error(f"This file cannot be read as results: {err}")
+        return
+    prevalence = st.number_input(
+        "Pneumonia prevalence in your population (for PPV and NPV)",
+        0.01,
+        0.99,
+        float(round(sv.prevalence, 2)) if sv.prevalence == sv.prevalence else 0.3,
+        0.01,
+        key="site_prevalence",
+    )
+    sv = site_validation(data, prevalence)
+    counts_row(sv)
+    if sv.metrics is None:
+        st.warning("Too few labelled images of each class for sensitivity and specificity (at least 2 of each).")
+        return
+    c1, c2 = st.columns(2)
+    with c1:
+        widgets.chart_with_answer(site_report.roc_with_band(sv))
+    with c2:
+        widgets.chart_with_answer(site_report.calibration_on_site(sv))
+    operating_point_tables(sv)
+    st.download_button(
+        "Download validation report (PDF)", site_report.validation_pdf(sv), "validation-report.pdf", "application/pdf"
+    )
+    save_site_point(sv)
