@@ -234,13 +234,23 @@ def _safe_value(value: object) -> object:
     return str(value)
 
 
+def _load_dicom_or_refuse(data: bytes) -> XRay:
+    """pydicom parses elements lazily, so a damaged header can fail at any read (found by bench/fuzz_decode.py)."""
+    try:
+        return _load_dicom(data)
+    except InvalidImage:
+        raise
+    except Exception as err:
+        raise InvalidImage(f"The DICOM file is corrupt or truncated ({type(err).__name__}).") from None
+
+
 def load_xray(data: bytes, filename: str = "") -> XRay:
     """Decode an uploaded file into an :class:`XRay`, or raise :class:`InvalidImage`."""
     if not data:
         raise InvalidImage("The file is empty.")
     if len(data) > MAX_BYTES:
         raise InvalidImage(f"The file is larger than {MAX_BYTES // 2**20} MB.")
-    xray = _load_dicom(data) if _is_dicom(data, filename) else _load_raster(data)
+    xray = _load_dicom_or_refuse(data) if _is_dicom(data, filename) else _load_raster(data)
     h, w = xray.pixels.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise InvalidImage(f"The image is too small to read ({w}x{h} pixels; at least {MIN_SIDE} on each side).")
