@@ -10,8 +10,8 @@ def summary_charts(summary: dict, arrays: dict) -> None:
     rows = [
         (charts.counts_by_split(summary), charts.patients_by_split(summary)),
         (charts.subtype_counts(summary), charts.images_per_patient(summary)),
-        (charts.size_scatter(summary),),
-        (charts.intensity_histograms(summary), charts.mean_images(arrays)),
+        (charts.size_scatter(summary), charts.intensity_histograms(summary)),
+        (charts.mean_images(arrays),),
     ]
     for row in rows:
         for col, figure_and_answer in zip(st.columns(len(row)), row):

@@ -4,11 +4,13 @@ import streamlit as st
 
 from pages import resources, widgets
 from pneumonia.insight.artifacts import metrics_table
+from pneumonia.insight.eda_summary import squashed_share
 
 art = resources.model_artifacts()
 meta, tm = art.metadata, art.test_metrics
 train = meta.training
 cal = tm["calibration"]["internal_test"]
+squashed = squashed_share(resources.data_set_summary()[0])  # the same figure the Dataset page shows
 
 st.title("Model card")
 st.markdown(f"""
@@ -29,7 +31,7 @@ input {meta.input_spec.size}x{meta.input_spec.size} grayscale &nbsp;·&nbsp; cre
 
 ### Data
 - {meta.data["source"]}. Kermany D. S. et al., *Cell* 172(5), 2018; Mendeley Data doi:10.17632/rscbjbr9sj.2.
-- Here: 8-bit grayscale copies with the shorter side at 320 px; 72% exist only as 224x224 **squashed** copies
+- Here: 8-bit grayscale copies with the shorter side at 320 px; {squashed:.0%} exist only as 224x224 **squashed** copies
   (aspect ratio lost), so every image is squashed to a square before the model sees it.
 - Split: {meta.data["split"]}: {train["n_images"]["train"]} training, {train["n_images"]["val"]} validation,
   {train["n_images"]["test"]} internal test images. No patient is in two parts.
@@ -65,8 +67,8 @@ if official:
     )
 else:
     st.markdown(
-        "**Official test split**: not readable in this project's environment; it is measured by an "
-        "external check. Expect it to be lower than the internal figures above."
+        "**Official test split**: not yet measured for this model. Expect it to be lower than the internal "
+        "figures above."
     )
 
 st.markdown("""

@@ -13,6 +13,7 @@ import plotly.io as pio
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 from pneumonia.core.metrics import confusion, rates
+from pneumonia.insight.eda_summary import squashed_share
 
 CLASS_COLOURS = {
     "NORMAL": "#2b8cbe",
@@ -22,7 +23,16 @@ CLASS_COLOURS = {
     "virus": "#fdae6b",
     "original": "#31a354",
     "squashed_224": "#969696",
+    "squashed 224x224 copy": "#969696",
 }
+KIND_WORDS = {"squashed_224": "squashed 224x224 copy", "original": "original"}
+
+
+def point_words(name: str, point: dict) -> str:
+    """An operating point's name in words for a legend: "High sensitivity", not "high_sensitivity"."""
+    return str(point.get("label") or name.replace("_", " ").capitalize()).split(" (")[0]
+
+
 OP_COLOURS = {"high_sensitivity": "#d62728", "balanced": "#1f77b4", "high_specificity": "#2ca02c"}
 
 pio.templates["pneumonia"] = go.layout.Template(
@@ -104,6 +114,7 @@ def images_per_patient(summary: dict) -> tuple[go.Figure, str]:
 def size_scatter(summary: dict) -> tuple[go.Figure, str]:
     s = pd.DataFrame(summary["sizes"])
     s["aspect"] = s["width"] / s["height"]
+    s["kind"] = s["kind"].map(KIND_WORDS).fillna(s["kind"])
     fig = px.histogram(
         s,
         x="aspect",
@@ -112,10 +123,10 @@ def size_scatter(summary: dict) -> tuple[go.Figure, str]:
         barmode="overlay",
         opacity=0.75,
         color_discrete_map=CLASS_COLOURS,
-        title="Aspect ratio (width / height) of the files here",
+        title="Aspect ratio (width / height)",
         labels={"kind": "file kind"},
     )
-    share = (s["kind"] == "squashed_224").mean()
+    share = squashed_share(summary)
     orig = s[s["kind"] == "original"]["aspect"]
     return fig, (
         f"{share:.0%} of the files are 224x224 copies squashed to a square (aspect 1.0, lost); the "
@@ -133,9 +144,7 @@ def intensity_histograms(summary: dict) -> tuple[go.Figure, str]:
         freq = np.array(h[label])
         means[label] = float((centres * freq).sum() / freq.sum())
         fig.add_scatter(x=centres, y=freq, name=label, mode="lines", line={"color": CLASS_COLOURS[label]})
-    fig.update_layout(
-        title="Pixel intensity per class (mean histogram)", xaxis_title="grey level", yaxis_title="fraction of pixels"
-    )
+    fig.update_layout(title="Grey levels per class", xaxis_title="grey level", yaxis_title="fraction of pixels")
     return fig, (
         f"Mean grey level: normal {means['NORMAL']:.0f}, pneumonia {means['PNEUMONIA']:.0f}. The "
         "distributions overlap heavily: brightness alone cannot separate the classes."
@@ -146,16 +155,18 @@ def mean_images(arrays: dict[str, np.ndarray]) -> tuple[go.Figure, str]:
     from plotly.subplots import make_subplots
 
     names = [
-        ("mean_NORMAL", "Mean, normal"),
-        ("mean_PNEUMONIA", "Mean, pneumonia"),
-        ("std_NORMAL", "Std, normal"),
-        ("std_PNEUMONIA", "Std, pneumonia"),
+        ("mean_NORMAL", "mean, normal"),
+        ("mean_PNEUMONIA", "mean, pneumonia"),
+        ("std_NORMAL", "std, normal"),
+        ("std_PNEUMONIA", "std, pneumonia"),
     ]
-    fig = make_subplots(rows=1, cols=4, subplot_titles=[t for _, t in names])
+    # a 2x2 grid: four panels in a row left their titles overlapping on a narrow screen
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in names], vertical_spacing=0.08)
     for i, (key, _) in enumerate(names, start=1):
-        fig.add_trace(go.Heatmap(z=arrays[key][::-1], colorscale="gray", showscale=False), row=1, col=i)
-        fig.update_xaxes(visible=False, row=1, col=i)
-        fig.update_yaxes(visible=False, scaleanchor=f"x{i}", row=1, col=i)
+        row, col = (i - 1) // 2 + 1, (i - 1) % 2 + 1
+        fig.add_trace(go.Heatmap(z=arrays[key][::-1], colorscale="gray", showscale=False), row=row, col=col)
+        fig.update_xaxes(visible=False, row=row, col=col)
+        fig.update_yaxes(visible=False, scaleanchor=f"x{i}", row=row, col=col)
     delta = arrays["mean_PNEUMONIA"] - arrays["mean_NORMAL"]
     diff = float(np.abs(delta).mean())
     h, w = delta.shape
@@ -168,7 +179,7 @@ def mean_images(arrays: dict[str, np.ndarray]) -> tuple[go.Figure, str]:
     (r, c), _ = max(cells.items(), key=lambda kv: kv[1])
     where = f"{('upper', 'middle', 'lower')[r]} {('left', 'central', 'right')[c]}"
     brighter = "brighter" if delta.mean() > 0 else "darker"
-    fig.update_layout(title="Mean and standard deviation image per class (squashed to 128x128)", height=330)
+    fig.update_layout(title="Mean and std image per class", height=580, margin={"t": 80})
     return fig, (
         f"The class means differ by {diff:.1f} grey levels on average, most in the {where} part of the "
         f"image (as displayed); pneumonia images are {brighter} on average, as opacities would make them."
@@ -207,7 +218,7 @@ def roc_figure(y: np.ndarray, p: np.ndarray, ops: dict) -> tuple[go.Figure, str]
             x=[1 - r["specificity"]],
             y=[r["sensitivity"]],
             mode="markers",
-            name=name,
+            name=point_words(name, op),
             marker={"size": 12, "color": OP_COLOURS.get(name)},
         )
     fig.update_layout(title="ROC curve", xaxis_title="1 - specificity", yaxis_title="sensitivity", height=420)
@@ -224,7 +235,7 @@ def pr_figure(y: np.ndarray, p: np.ndarray, ops: dict) -> tuple[go.Figure, str]:
             x=[r["sensitivity"]],
             y=[r["precision"]],
             mode="markers",
-            name=name,
+            name=point_words(name, op),
             marker={"size": 12, "color": OP_COLOURS.get(name)},
         )
     fig.update_layout(

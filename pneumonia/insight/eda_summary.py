@@ -101,3 +101,10 @@ def load_summary(assets_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     summary = json.loads((d / SUMMARY_FILE).read_text())
     with np.load(d / IMAGES_FILE) as f:
         return summary, {k: f[k] for k in f.files}
+
+
+def squashed_share(summary: dict) -> float:
+    """The share of the data set's files that exist only as 224x224 squashed copies (aspect ratio lost)."""
+    kinds = summary["kind_counts"]
+    total = sum(k["images"] for k in kinds)
+    return sum(k["images"] for k in kinds if k["kind"] == "squashed_224") / total if total else 0.0
