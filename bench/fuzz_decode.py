@@ -46,7 +46,7 @@ def seed_images() -> list[bytes]:
     return out
 
 
-STATE = {"runs": 0, "failed": False}
+STATE = {"runs": 0, "failed": False, "target": 0, "start": 0.0}
 
 
 def check_one(data: bytes) -> None:
@@ -62,6 +62,16 @@ def check_one(data: bytes) -> None:
     except BaseException:
         STATE["failed"] = True
         raise
+    if STATE["runs"] == STATE["target"]:
+        report()  # libFuzzer ends the process right after its last run, without atexit handlers
+
+
+def report() -> None:
+    secs = time.perf_counter() - STATE["start"]
+    runs = STATE["runs"]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures = {"runs": runs, "seconds": round(secs), "inputs_per_s": round(runs / secs), "peak_rss_mb": round(rss)}
+    print(json.dumps({**figures, "passed": not STATE["failed"]}), flush=True)
 
 
 def main() -> None:
@@ -89,18 +99,7 @@ def main() -> None:
         "-print_final_stats=1",
         str(corpus),
     ]
-    start = time.perf_counter()
-
-    def report() -> None:
-        secs = time.perf_counter() - start
-        runs = STATE["runs"]
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        figures = {"runs": runs, "seconds": round(secs), "inputs_per_s": round(runs / secs), "peak_rss_mb": round(rss)}
-        print(json.dumps({**figures, "passed": not STATE["failed"] and runs >= args.runs}), flush=True)
-
-    import atexit
-
-    atexit.register(report)  # libFuzzer exits the process after -runs; a crash exits without it
+    STATE["target"], STATE["start"] = args.runs, time.perf_counter()
     atheris.Setup(libfuzzer, check_one)
     atheris.Fuzz()
 

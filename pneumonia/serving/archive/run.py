@@ -144,12 +144,13 @@ def score_archive(
     this process (for small folders from the page)."""
     options = options or ArchiveOptions()
     start = time.perf_counter()
+    items = discover(source)  # an input that does not exist is refused before anything is written
     store = ResultStore(out)
     spec = store.open(row_spec(options.model_dir, source, options.hash_paths))
     try:
         done = store.done_keys()
         already = len(done)
-        pending = write_pending(discover(source), spec, done, store.pending_path, 4 * options.batch_size)
+        pending = write_pending(items, spec, done, store.pending_path, 4 * options.batch_size)
         del done
         if on_start is not None:
             on_start(pending, already)
