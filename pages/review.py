@@ -262,8 +262,8 @@ def review_form(result: ImageResult, choice: ThresholdChoice) -> report.ReaderRe
             "Accession or study reference (printed on the PDF only, never stored)",
             value=saved.accession if saved else "",
         )
-        if st.form_submit_button("Save review"):
-            saved = save_review(result, choice, agree == "Agree", comment, accession) or saved
+        if st.form_submit_button("Save review") and save_review(result, choice, agree == "Agree", comment, accession):
+            st.rerun()  # so the worklist's "reviewed" column shows it at once
     if saved is not None:
         st.success(f"Review saved by {saved.reader}: {'agrees' if saved.agrees else 'disagrees'} with the model.")
     return saved
@@ -321,9 +321,9 @@ def report_download(result: ImageResult, choice: ThresholdChoice, review: report
 def audit_trail() -> None:
     with st.expander("Audit trail (recent reviews)"):
         log = resources.audit_log()
-        st.dataframe(
-            log.recent(50), hide_index=True, column_config=widgets.AUDIT_COLUMNS, column_order=widgets.AUDIT_ORDER
-        )
+        recent = log.recent(50)
+        recent["time"] = recent["time"].str.replace("T", " ").str[:16]  # stored in UTC, to the second
+        st.dataframe(recent, hide_index=True, column_config=widgets.AUDIT_COLUMNS, column_order=widgets.AUDIT_ORDER)
         st.download_button("Download audit trail CSV", log.to_csv(), "audit.csv", "text/csv")
 
 

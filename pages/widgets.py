@@ -100,7 +100,7 @@ def xray_viewer(
     over the image; None shows no overlay. ``revision`` keeps the zoom across reruns of the same image."""
     h, w = shape
     n = 2 if side_by_side else 1
-    titles = ["Original", "Heatmap overlay" if cam is not None else "Original (heatmap off)"][-n:]
+    titles = ["Original", "Heatmap overlay" if cam is not None else "No overlay"][-n:]
     fig = make_subplots(rows=1, cols=n, horizontal_spacing=0.02, subplot_titles=titles)
     for col in range(1, n + 1):
         fig.add_trace(go.Image(source=image_url, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"), row=1, col=col)
@@ -127,7 +127,7 @@ WORKLIST_COLUMNS = {
     "label": st.column_config.TextColumn("Result", width=96),
     "reviewed": st.column_config.CheckboxColumn("Reviewed", width=72),
     "notes": st.column_config.TextColumn(
-        "Notes", width="medium", help="Why an image was not scored, duplicates, disagreeing members"
+        "Notes", width="large", help="Why an image was not scored, duplicates, disagreeing members"
     ),
     "file": st.column_config.TextColumn("File", width="medium"),
     "bacterial_if_pneumonia": st.column_config.ProgressColumn(
@@ -136,7 +136,7 @@ WORKLIST_COLUMNS = {
 }
 AUDIT_COLUMNS = {
     "id": st.column_config.NumberColumn("#", width=40),
-    "time": st.column_config.TextColumn("Time (UTC)", width=150),
+    "time": st.column_config.TextColumn("Time (UTC)", width=130),
     "reader": st.column_config.TextColumn("Reader", width=70),
     "image_sha256": st.column_config.TextColumn("Image SHA-256", width=110),
     "label": st.column_config.TextColumn("Result", width=100),

@@ -62,18 +62,20 @@ def scope_reasons(metadata: dict) -> list[str]:
     age = age_in_years(metadata.get("PatientAge"))
     if age is not None and age >= ADULT_AGE_YEARS:
         reasons.append(
-            f"Out of scope: the DICOM header gives the patient's age as {age:.0f} years. The model was trained "
-            "on children aged 1 to 5 and is not for adults."
+            f"Out of scope: an adult, aged {age:.0f}. The DICOM header gives the patient's age as {age:.0f} years; "
+            "the model was trained on children aged 1 to 5 and is not for adults."
         )
     view = str(metadata.get("ViewPosition", "") or "").strip().upper()
     if view in LATERAL_VIEWS:
         reasons.append(
-            f"Out of scope: the DICOM header gives the view position as {view} (a lateral view). "
-            "The model reads frontal (PA or AP) chest radiographs only."
+            f"Out of scope: a lateral view, {view}. The DICOM header gives the view position as {view} (a lateral "
+            "view); the model reads frontal (PA or AP) chest radiographs only."
         )
     part = str(metadata.get("BodyPartExamined", "") or "").strip().upper()
     if part and not any(word in part for word in CHEST_BODY_PARTS):
-        reasons.append(f"Out of scope: the DICOM header gives the body part as {part}, not the chest.")
+        reasons.append(
+            f"Out of scope: body part {part}. The DICOM header gives the body part as {part}, not the chest."
+        )
     return reasons
 
 
@@ -149,7 +151,7 @@ class Gate:
                 reasons.append("The image does not look like a frontal chest radiograph.")
             if emb[0] > self.params["embedding_limit"]:
                 reasons.append(
-                    "The image is unlike the chest x-rays the model was trained on, so its score would not be "
-                    "reliable; no probability is given."
+                    "Unlike the chest x-rays the model was trained on. Its score would not be reliable, so no "
+                    "probability is given."
                 )
         return GateResult(ok=not reasons, reasons=reasons, scores=scores)
