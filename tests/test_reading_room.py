@@ -26,6 +26,7 @@ from pneumonia.serving.pipeline import _fill_prediction, score
 from pneumonia.serving.results import ImageResult
 from tests.dicom_factory import make_dicom
 from tests.helpers import encode, gray_pixels
+from tests.test_audit_report import _record
 
 
 @pytest.mark.parametrize(
@@ -161,17 +162,7 @@ def test_audit_trail_gains_a_reader_column_and_keeps_old_databases(tmp_path):
             ("b" * 64,),
         )
     log = AuditLog(path)
-    log.record(
-        image_sha256="c" * 64,
-        model_version="v1",
-        operating_point="balanced",
-        threshold=0.5,
-        heatmap_method="gradcam",
-        probability=0.2,
-        label="NORMAL",
-        reader_agrees=True,
-        reader="AB",
-    )
+    _record(log, image_sha256="c" * 64, comment="", reader="AB")
     rows = log.recent()
     assert list(rows["reader"]) == ["AB", ""] and list(rows["comment"]) == ["", "old"]
     assert log.reviewed(["b" * 64, "d" * 64]) == {"b" * 64}
