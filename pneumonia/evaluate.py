@@ -38,11 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def probabilities(results: list[ImageResult]) -> np.ndarray:
-    """Each file's probability, NaN where it could not be read."""
+def probabilities(results: list[ImageResult], field: str = "probability") -> np.ndarray:
+    """Each file's probability (or ``bacterial_probability``), NaN where there is none."""
     import numpy as np
 
-    return np.array([r.probability if r.probability is not None else np.nan for r in results])
+    values = [getattr(r, field, None) for r in results]
+    return np.array([v if v is not None else np.nan for v in values], dtype=float)
 
 
 def predictions_table(manifest: pd.DataFrame, results: list[ImageResult], threshold: float) -> pd.DataFrame:
@@ -57,6 +58,7 @@ def predictions_table(manifest: pd.DataFrame, results: list[ImageResult], thresh
             "probability": prob,
             "predicted": (prob >= threshold).astype(int),
             "gate_ok": [r.gate.ok if r.gate is not None else None for r in results],
+            "bacterial_probability": probabilities(results, "bacterial_probability"),
         }
     )
 
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     from pneumonia.core.kaggle_layout import scan
-    from pneumonia.core.metrics import metrics_with_ci
+    from pneumonia.core.metrics import metrics_with_ci, subtype_summary
     from pneumonia.serving.model import DEFAULT_MODEL_DIR, Classifier
     from pneumonia.serving.pipeline import score_files
 
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     groups = (manifest["split"] + "/" + manifest["patient_id"]).to_numpy()
     y, subtypes = manifest["label"].to_numpy(), manifest["subtype"].to_numpy()
     out = metrics_with_ci(y[ok], prob[ok], choice.threshold, groups=groups[ok], subtypes=subtypes[ok])
+    out["subtype"] = subtype_summary(subtypes[ok], probabilities(results, "bacterial_probability")[ok])
     out.update(
         {
             "split": args.split,

@@ -1,5 +1,6 @@
-"""Finalize a model that pneumonia.train saved: calibrate, choose operating points, stress-test,
-fit the gate and write the rest of its model folder.
+"""Finalize the members that pneumonia.train saved in a run folder (RUN/members, run.json,
+split.csv): merge them, calibrate, choose operating points, measure, fit the gate and write the
+rest of the model folder.
 
 python -m pneumonia.finalize --data-dir DIR --run runs/NAME [--experiment-log models/experiments.csv]
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--run", required=True, help="folder with model.keras and run.json from pneumonia.train")
+    p.add_argument("--run", required=True, help="folder with members/, run.json and split.csv from pneumonia.train")
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--experiment-log", default="", help="CSV to append this run's figures to")
     args = p.parse_args(argv)

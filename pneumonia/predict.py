@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def subtype_field(r: ImageResult) -> dict | None:
+    """``{"bacterial": p, "viral": 1 - p}`` for a scored image (secondary to the pneumonia call:
+    meaningful only if it is pneumonia); None where the image was refused or the model has no subtype."""
+    if not r.scored or r.bacterial_probability is None:
+        return None
+    return {"bacterial": round(r.bacterial_probability, 4), "viral": round(1 - r.bacterial_probability, 4)}
+
+
 def result_row(r: ImageResult, choice: ThresholdChoice, model_version: str) -> dict:
     """The JSON object printed for one file."""
     return {
@@ -40,6 +48,8 @@ def result_row(r: ImageResult, choice: ThresholdChoice, model_version: str) -> d
         "label": r.label,
         "threshold": round(choice.threshold, 4),
         "operating_point": choice.operating_point,
+        "subtype": subtype_field(r),
+        "ensemble_spread": round(r.ensemble_spread, 4) if r.scored and r.ensemble_spread is not None else None,
         "gate": {"ok": r.gate.ok, "reasons": r.gate.reasons} if r.gate else None,
         "error": r.error,
         "notices": r.notices,

@@ -87,7 +87,8 @@ def test_evaluate_cli_on_a_kaggle_folder(samples, tmp_path):
 
 @pytest.mark.slow
 def test_tiny_training_run_end_to_end(samples, tmp_path):
-    """Two epochs on 40 real images: artifacts are written, load back and predict."""
+    """One epoch per member, two folds, on 40 real images: members, the merged ensemble and its
+    artifacts are written, load back and predict both outputs."""
     from pneumonia.serving.model import Classifier
     from pneumonia.train import main as train_main
 
@@ -100,11 +101,13 @@ def test_tiny_training_run_end_to_end(samples, tmp_path):
             "--out",
             str(out),
             "--epochs",
-            "2",
+            "1",
             "--size",
             "64",
-            "--widths",
-            "8,16",
+            "--folds",
+            "2",
+            "--hard-normals",
+            "",
             "--cache-dir",
             str(tmp_path / "cache"),
             "--experiment-log",
@@ -114,13 +117,17 @@ def test_tiny_training_run_end_to_end(samples, tmp_path):
     for name in RUN_ARTIFACTS:
         assert (out / name).exists(), name
     split = __import__("pandas").read_csv(out / "split.csv")
-    assert (split.groupby("patient_id")["part"].nunique() == 1).all()
+    assert (split.groupby("patient_id")["fold"].nunique() == 1).all() and set(split["fold"]) == {0, 1}
+    assert sorted(p.name for p in (out / "members").glob("*.keras")) == ["seed0_fold0.keras", "seed0_fold1.keras"]
     assert len(Path(tmp_path / "exp.csv").read_text().splitlines()) == 2
     clf = Classifier(out)
     preds = clf.predict(np.random.default_rng(0).random((3, 64, 64, 1)).astype(np.float32))
     assert len(preds) == 3 and all(0 <= p.probability <= 1 for p in preds)
+    assert all(0 <= p.bacterial_probability <= 1 and p.ensemble_spread >= 0 for p in preds)
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["input_spec"]["size"] == 64 and meta["training"]["epochs_run"] == 2
+    assert meta["input_spec"]["size"] == 64 and meta["training"]["epochs_run"] == 1 and meta["members"] == 2
+    tm = json.loads((out / "test_metrics.json").read_text())
+    assert {"plain", "crop125", "zoomout"} <= set(tm["reframed"]) and "roc_auc" in tm["subtype"]
     # one schema: what the writer wrote is what the loader reads back
     assert read_metadata(out).to_dict() == meta
     assert clf.model.get_layer(meta["last_conv_layer"]) and clf.model.get_layer(meta["logit_layer"])

@@ -30,7 +30,7 @@ def test_each_method_gives_a_normalised_map(classifier, model_input, method):
 
 def test_flat_map_is_detected(classifier, model_input):
     explainer = _explainer(classifier, "gradcam")
-    explainer.visualizer = lambda *a, **k: np.zeros((1, 160, 160))
+    explainer.visualizer = lambda *a, **k: np.zeros((1, 224, 224))
     heat = explainer(model_input)
     assert heat.flat and heat.cam.max() == 0
 
@@ -39,7 +39,7 @@ def test_explainers_do_not_modify_the_shared_model(classifier, model_input):
     before = classifier.predict(model_input[None])[0].probability
     for method in METHODS:
         _explainer(classifier, method)
-    assert classifier.model.get_layer("probability").activation.__name__ == "sigmoid"
+    assert classifier.model.get_layer("logits").activation.__name__ == "linear"
     assert classifier.predict(model_input[None])[0].probability == pytest.approx(before, abs=1e-6)
 
 
@@ -53,3 +53,12 @@ def test_overlay_matches_the_xray(pneumonia_sample):
     out = overlay(px, np.linspace(0, 1, 160 * 160).reshape(160, 160), alpha=0.5)
     assert out.shape == (*px.shape, 3) and out.dtype == np.uint8
     assert np.array_equal(overlay(px, np.ones((160, 160)), alpha=0.0)[..., 0], px)
+
+
+def test_subtype_heatmap_differs_from_the_pneumonia_heatmap(classifier, model_input):
+    """The heatmap can be asked what made an image look bacterial (the second logit)."""
+    last = classifier.metadata.last_conv_layer
+    pneumonia = Explainer(classifier.model, "gradcam", last_conv_layer=last)(model_input)
+    bacterial = Explainer(classifier.model, "gradcam", last_conv_layer=last, output_index=1)(model_input)
+    assert not pneumonia.flat and not bacterial.flat
+    assert not np.allclose(pneumonia.cam, bacterial.cam, atol=1e-3)

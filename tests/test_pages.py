@@ -103,7 +103,9 @@ def test_eda_page():
 
 def test_performance_page_threshold_moves_the_confusion_matrix():
     at = run_page("performance.py")
-    assert "internal test split" in at.warning[0].value
+    assert "out-of-fold validation" in at.info[0].value
+    assert any("no basis for prescribing" in w.value for w in at.warning)  # the subtype section says it
+    assert any(h.value.startswith("Validation that contains the failure") for h in at.subheader)
     low = (_metric(at, "Sensitivity"), _metric(at, "Specificity"))
     at.slider(key="threshold").set_value(0.99).run()
     high = (_metric(at, "Sensitivity"), _metric(at, "Specificity"))
@@ -117,5 +119,13 @@ def test_performance_page_threshold_moves_the_confusion_matrix():
 def test_model_card_page():
     at = run_page("model_card.py")
     text = " ".join(m.value for m in at.markdown)
-    for phrase in ("Intended use", "aged 1 to 5", "Known limitations", "not localisation", "fingerprint"):
+    for phrase in (
+        "Intended use",
+        "aged 1 to 5",
+        "Known limitations",
+        "not localisation",
+        "fingerprint",
+        "Expected performance",
+    ):
         assert phrase in text
+    assert any("no basis for prescribing" in w.value for w in at.warning)

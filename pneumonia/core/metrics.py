@@ -122,7 +122,22 @@ def metrics_with_ci(
 ) -> dict:
     """:func:`binary_metrics` at ``threshold`` with patient-level bootstrap 95% CIs and recall per subtype."""
     out = binary_metrics(y_true, prob, threshold)
+    out["ece"] = expected_calibration_error(y_true, prob)
     out["ci95"] = bootstrap_ci(y_true, prob, threshold, groups=groups, n_boot=n_boot)
     if subtypes is not None:
         out["per_subtype"] = _rate_per_subtype(y_true, prob, threshold, subtypes)
     return out
+
+
+def subtype_summary(subtypes: np.ndarray, bacterial_probability: np.ndarray | None) -> dict | None:
+    """Bacterial (positive) vs viral over the pneumonia images whose subtype is known and that got a
+    bacterial probability: ``{"n", "accuracy", "roc_auc"}`` (None where there is nothing to judge)."""
+    if bacterial_probability is None:
+        return None
+    p = np.asarray(bacterial_probability, float)
+    known = np.isin(np.asarray(subtypes).astype(str), ["bacteria", "virus"]) & ~np.isnan(p)
+    y = (np.asarray(subtypes).astype(str)[known] == "bacteria").astype(int)
+    if not known.any():
+        return None
+    auc = float(roc_auc_score(y, p[known])) if len(np.unique(y)) == 2 else None
+    return {"n": int(known.sum()), "accuracy": float(((p[known] >= 0.5) == y).mean()), "roc_auc": auc}

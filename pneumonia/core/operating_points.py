@@ -1,10 +1,14 @@
 """Operating points (thresholds on the calibrated probability) chosen on validation data.
 
-Each point maximises a cost-weighted Youden index, w * sensitivity + (1 - w) * specificity, then
-enforces its floor. On an easy validation split both floors hold over a wide range of thresholds,
-and "the highest threshold with >= 98% sensitivity" would sit above the balanced point; the
-weighting keeps the points ordered (high sensitivity <= balanced <= high specificity) and each
-one leaning the way its name says.
+Three points that do different jobs, each defined by what it guarantees on validation:
+
+* high sensitivity: the highest threshold that still finds >= 99% of pneumonias (a rule-out
+  setting: few misses, more false alarms);
+* balanced: the best Youden index (sensitivity + specificity) among thresholds that find
+  >= 97% of pneumonias;
+* high specificity: the lowest threshold that clears >= 99% of normals (a confirm setting).
+
+They are kept in order (high sensitivity <= balanced <= high specificity).
 """
 
 from __future__ import annotations
@@ -16,33 +20,29 @@ from sklearn.metrics import roc_curve
 
 from pneumonia.core.metrics import confusion, rates
 
-MIN_SENSITIVITY = 0.98
-MIN_SPECIFICITY = 0.95
+HIGH_SENSITIVITY_FLOOR = 0.99
+BALANCED_SENSITIVITY_FLOOR = 0.97
+HIGH_SPECIFICITY_FLOOR = 0.99
 POINTS = {
-    "high_sensitivity": "High sensitivity (misses weigh 4x false alarms; >= 98% sensitivity on validation)",
-    "balanced": "Balanced (Youden's J on validation)",
-    "high_specificity": "High specificity (false alarms weigh 4x misses; >= 95% specificity on validation)",
+    "high_sensitivity": "High sensitivity (rule-out: finds >= 99% of pneumonias on validation; more false alarms)",
+    "balanced": "Balanced (best sensitivity + specificity while finding >= 97% of pneumonias on validation)",
+    "high_specificity": "High specificity (confirm: clears >= 99% of normals on validation; misses more)",
 }
-WEIGHTS = {"high_sensitivity": 0.8, "balanced": 0.5, "high_specificity": 0.2}
 
 
 def choose(y_true: np.ndarray, prob: np.ndarray) -> dict:
     """Thresholds for the three named operating points from (validation) labels and probabilities."""
     y, p = np.asarray(y_true).astype(int), np.asarray(prob, float)
-    fpr, tpr, thr = roc_curve(y, p)  # thresholds in decreasing order
-    thr = np.clip(thr, 0.0, 1.0)
-    tnr = 1 - fpr
-    idx = {}
-    for name, w in WEIGHTS.items():
-        score = w * tpr + (1 - w) * tnr
-        best = np.flatnonzero(score >= score.max() - 1e-12)
-        # among ties, lean the way the point's name says: lower threshold for sensitivity
-        idx[name] = int(best[-1] if w > 0.5 else best[0] if w < 0.5 else best[len(best) // 2])
-    if tpr[idx["high_sensitivity"]] < MIN_SENSITIVITY:
-        idx["high_sensitivity"] = int(np.flatnonzero(tpr >= MIN_SENSITIVITY)[0])
-    if tnr[idx["high_specificity"]] < MIN_SPECIFICITY:
-        idx["high_specificity"] = int(np.flatnonzero(tnr >= MIN_SPECIFICITY)[-1])
-    return {name: describe(y, p, float(thr[i]), POINTS[name]) for name, i in idx.items()}
+    fpr, tpr, thr = roc_curve(y, p)  # thresholds in decreasing order, tpr increasing
+    thr, tnr = np.clip(thr, 0.0, 1.0), 1 - fpr
+    high_sens = int(np.flatnonzero(tpr >= HIGH_SENSITIVITY_FLOOR)[0])
+    allowed = np.flatnonzero(tpr >= BALANCED_SENSITIVITY_FLOOR)
+    balanced = int(allowed[np.argmax(tpr[allowed] + tnr[allowed])])
+    high_spec = int(np.flatnonzero(tnr >= HIGH_SPECIFICITY_FLOOR)[-1])
+    thresholds = {"high_sensitivity": thr[high_sens], "balanced": thr[balanced], "high_specificity": thr[high_spec]}
+    thresholds["balanced"] = float(np.clip(thresholds["balanced"], thresholds["high_sensitivity"], 1.0))
+    thresholds["high_specificity"] = max(thresholds["high_specificity"], thresholds["balanced"])
+    return {name: describe(y, p, float(t), POINTS[name]) for name, t in thresholds.items()}
 
 
 def describe(y_true: np.ndarray, prob: np.ndarray, threshold: float, label: str = "") -> dict:

@@ -24,6 +24,7 @@ from pneumonia.core.metrics import (
     metrics_with_ci,
     predictive_values_at_prevalence,
     rates,
+    subtype_summary,
 )
 
 FPR_GRID = np.linspace(0.0, 1.0, 101)
@@ -53,6 +54,7 @@ class Labelled:
     subtypes: np.ndarray
     unreadable: int  # labelled files that could not be read
     refused: int  # labelled files the gate refused (they count in the figures)
+    bacterial: np.ndarray | None = None  # probability that a pneumonia is bacterial, where the model gives it
 
 
 def labelled(results: pd.DataFrame, input_name: str = "") -> Labelled:
@@ -71,12 +73,15 @@ def labelled(results: pd.DataFrame, input_name: str = "") -> Labelled:
         subtypes=np.array([i.subtype for i in infos], dtype=object),
         unreadable=int((has_truth & ~readable).sum()),
         refused=int((gate == False).sum()),  # noqa: E712 - a nullable column
+        bacterial=rows["bacterial_probability"].astype(float).to_numpy() if "bacterial_probability" in rows else None,
     )
 
 
 def evaluate_results(data: Labelled, threshold: float, n_boot: int = 1000) -> dict:
     """The evaluate command's metrics (with patient-bootstrap CIs and per-subtype recall)."""
-    return metrics_with_ci(data.y, data.p, threshold, groups=data.groups, subtypes=data.subtypes, n_boot=n_boot)
+    out = metrics_with_ci(data.y, data.p, threshold, groups=data.groups, subtypes=data.subtypes, n_boot=n_boot)
+    out["subtype"] = subtype_summary(data.subtypes, data.bacterial)
+    return out
 
 
 def enough_labels(data: Labelled) -> bool:

@@ -42,7 +42,7 @@ class Explainer:
     ``last_conv_layer`` comes from the model's metadata (``ModelMetadata.last_conv_layer``).
     """
 
-    def __init__(self, model: keras.Model, method: str = "gradcam", *, last_conv_layer: str):
+    def __init__(self, model: keras.Model, method: str = "gradcam", *, last_conv_layer: str, output_index: int = 0):
         from tf_keras_vis.gradcam import Gradcam
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
         from tf_keras_vis.layercam import Layercam
@@ -54,17 +54,23 @@ class Explainer:
         cls = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam, "layercam": Layercam}[method]
         # Linear output: gradients of the logit, not of a saturated sigmoid.
         self.visualizer = cls(model, model_modifier=ReplaceToLinear(), clone=True)
+        self.n_outputs = int(model.output.shape[-1])
         self.method = method
         self.last_conv_layer = last_conv_layer
+        # which logit the map explains: 0 = pneumonia, 1 = bacterial (rather than viral)
+        self.output_index = output_index
         self._lock = threading.Lock()
 
     def __call__(self, model_input: np.ndarray) -> Heatmap:
-        from tf_keras_vis.utils.scores import BinaryScore
+        from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
 
         kwargs = {"max_N": SCORECAM_MAX_N} if self.method == "scorecam" else {}
         with self._lock:
             raw = self.visualizer(
-                BinaryScore(True),  # evidence for pneumonia
+                # evidence for the chosen output: a logit of a multi-output model, or the single output
+                CategoricalScore(self.output_index)
+                if self.n_outputs > 1
+                else BinaryScore(True),
                 np.asarray(model_input, np.float32)[None],
                 penultimate_layer=self.last_conv_layer,
                 # use the named ReLU output itself: by default the library walks back to the

@@ -6,7 +6,6 @@ insight use to read the folder back.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -51,6 +50,16 @@ def history_path(out: Path) -> Path:
     return Path(out) / HISTORY_FILE
 
 
+def write_history(out: Path, records: list[dict]) -> None:
+    """history.csv: each member's training loss per epoch (columns member, epoch, loss)."""
+    rows = [
+        {"member": f"seed{r['seed']}_fold{r['fold']}", "epoch": i, "loss": loss}
+        for r in records
+        for i, loss in enumerate(r.get("loss", []))
+    ]
+    pd.DataFrame(rows, columns=["member", "epoch", "loss"]).to_csv(history_path(out), index=False)
+
+
 def save_model(model: keras.Model, out: Path, keep_existing: bool = False) -> str:
     """Save the model (unless ``keep_existing`` and the folder holds one); returns the file's SHA-256."""
     path = Path(out) / MODEL_FILE
@@ -85,12 +94,9 @@ def write_finalized(out: Path, run: FinalizedRun) -> None:
 
 
 def append_experiment_log(log: Path, row: dict) -> None:
-    """Append one row to the experiment log CSV, with a header when the file is new."""
+    """Append one row to the experiment log CSV; columns are the union of old and new rows (runs of
+    different recipes record different figures)."""
     log = Path(log)
-    new = not log.exists()
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    old = pd.read_csv(log) if log.exists() else pd.DataFrame()
+    pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(log, index=False)

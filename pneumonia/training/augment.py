@@ -1,53 +1,117 @@
-"""Training augmentation and the stress perturbations used to rank models and pick thresholds.
+"""Training augmentation (a Keras layer, so it runs inside the compiled step on any backend) and
+the deterministic stress perturbations used to report robustness.
 
-Photometric changes dominate: hospitals and years differ in exposure, contrast and processing
-far more than in geometry. No left-right flips: the heart sits on the left.
+What the augmentation is for: the official test's normals are often tightly framed films of small
+children, and the training pool's pneumonia films are of smaller children; a model can learn
+"tight field of view / small child = pneumonia". So besides zoom, aspect, shift and rotation for
+every image, half of the NORMAL images are zoomed in by up to a further 30% (``normal_zoom``),
+which takes the link between framing and label away. Symmetric zoom alone did not: measured on
+out-of-fold normals cropped 12.5% per side, specificity 0.68-0.71 with it against 0.96 with the
+normal zoom (models/experiments.csv). Corners are erased at random (markers, kV text);
+photometry, blur/sharpen, resampling and noise stand in for other detectors and processing.
+No left-right flips: the heart sits on the left.
 """
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import layers, ops
+
+ZOOM_RANGE = (0.85, 1.2)  # < 1 zooms out, > 1 zooms in
+ASPECT_LOG_RANGE = 0.22
+SHIFT = 0.06
+ROTATION = 0.09  # radians
+BLUR_KERNEL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype("float32") / 256.0
 
 
-def geometric_layers(strength: float = 1.0) -> keras.Sequential:
-    return keras.Sequential(
-        [
-            keras.layers.RandomRotation(0.03 * strength, fill_mode="constant"),
-            keras.layers.RandomTranslation(0.06 * strength, 0.06 * strength, fill_mode="constant"),
-            keras.layers.RandomZoom((-0.12 * strength, 0.08 * strength), fill_mode="constant"),
-        ],
-        name="geometric_augmentation",
-    )
+class Augment(layers.Layer):
+    """Random geometry, photometry, blur/sharpen, resampling, noise and corner erasing.
+
+    Called on ``[images, is_normal]``: images (N, S, S, 1) in [0, 1], is_normal (N,) 0/1.
+    """
+
+    def __init__(self, normal_zoom: float = 0.15, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.normal_zoom = normal_zoom
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "normal_zoom": self.normal_zoom, "seed": self.seed}
+
+    def uniform(self, n, low: float, high: float):
+        return keras.random.uniform((n,), low, high, seed=self.generator)
+
+    def zoom(self, n, is_normal):
+        z = ops.exp(self.uniform(n, math.log(ZOOM_RANGE[0]), math.log(ZOOM_RANGE[1])))
+        if not self.normal_zoom:
+            return z
+        extra = ops.exp(self.uniform(n, 0.0, math.log(1.0 + 2 * self.normal_zoom)))
+        picked = ops.cast(self.uniform(n, 0, 1) < 0.5, "float32") * ops.cast(is_normal, "float32")
+        return z * (1 + picked * (extra - 1))
+
+    def geometry(self, x, is_normal):
+        n, size = ops.shape(x)[0], x.shape[1]
+        zoom, aspect = self.zoom(n, is_normal), ops.exp(self.uniform(n, -ASPECT_LOG_RANGE, ASPECT_LOG_RANGE))
+        zx, zy = zoom * ops.sqrt(aspect), zoom / ops.sqrt(aspect)
+        angle = self.uniform(n, -ROTATION, ROTATION)
+        tx, ty = self.uniform(n, -SHIFT, SHIFT) * size, self.uniform(n, -SHIFT, SHIFT) * size
+        c = (size - 1) / 2.0
+        a0, a1 = ops.cos(angle) / zx, -ops.sin(angle) / zx
+        b0, b1 = ops.sin(angle) / zy, ops.cos(angle) / zy
+        zeros = ops.zeros_like(a0)
+        transform = ops.stack(
+            [a0, a1, c - a0 * c - a1 * c + tx, b0, b1, c - b0 * c - b1 * c + ty, zeros, zeros], axis=1
+        )
+        return ops.image.affine_transform(x, transform, interpolation="bilinear", fill_mode="constant")
+
+    def photometry(self, x):
+        n, size = ops.shape(x)[0], x.shape[1]
+
+        def per_image(low, high):
+            return ops.reshape(self.uniform(n, low, high), (n, 1, 1, 1))
+
+        x = ops.power(ops.clip(x, 1e-4, 1.0), ops.exp(per_image(-0.4, 0.4)))
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        x = (x - mean) * per_image(0.65, 1.35) + mean + per_image(-0.1, 0.1)
+        blurred = ops.conv(x, ops.convert_to_tensor(BLUR_KERNEL[..., None, None]), padding="same")
+        mode = per_image(0, 1)
+        x = ops.where(mode < 0.25, blurred, ops.where(mode > 0.85, x + (x - blurred) * 0.8, x))
+        small = ops.image.resize(x, (size // 2, size // 2), interpolation="bilinear", antialias=True)
+        x = ops.where(per_image(0, 1) < 0.2, ops.image.resize(small, (size, size), interpolation="bilinear"), x)
+        x = x + keras.random.normal(ops.shape(x), seed=self.generator) * per_image(0, 0.035)
+        return ops.clip(x, 0.0, 1.0)
+
+    def erase_corner(self, x):
+        """Fill a box at a random corner with the image mean, in half of the images."""
+        n, size = ops.shape(x)[0], x.shape[1]
+        side = self.uniform(n, 0.08, 0.25) * size
+        grid = ops.arange(size, dtype="float32")[None]
+
+        def band(first):
+            return ops.where(first[:, None], grid < side[:, None], grid >= size - side[:, None])
+
+        cols, rows = band(self.uniform(n, 0, 1) < 0.5), band(self.uniform(n, 0, 1) < 0.5)
+        on = ops.cast(self.uniform(n, 0, 1) < 0.5, "float32")[:, None, None, None]
+        box = ops.cast(rows[:, :, None] & cols[:, None, :], "float32")[..., None] * on
+        return x * (1 - box) + ops.mean(x, axis=(1, 2, 3), keepdims=True) * box
+
+    def call(self, inputs):
+        x, is_normal = inputs
+        return self.erase_corner(self.photometry(self.geometry(x, is_normal)))
 
 
-def photometric(x: tf.Tensor, strength: float = 1.0) -> tf.Tensor:
-    """Per-image random gamma, contrast, brightness, blur and noise on a [0, 1] batch."""
-    n = tf.shape(x)[0]
-    gamma = tf.exp(tf.random.uniform((n, 1, 1, 1), -0.35 * strength, 0.35 * strength))
-    x = tf.pow(tf.clip_by_value(x, 1e-4, 1.0), gamma)
-    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-    contrast = tf.random.uniform((n, 1, 1, 1), 1 - 0.35 * strength, 1 + 0.35 * strength)
-    brightness = tf.random.uniform((n, 1, 1, 1), -0.1 * strength, 0.1 * strength)
-    x = (x - mean) * contrast + mean + brightness
-    # Blur half the images a little (lower resolution / different detectors).
-    kernel = tf.constant([[1, 2, 1], [2, 4, 2], [1, 2, 1]], tf.float32)[..., None, None] / 16.0
-    blurred = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
-    x = tf.where(tf.random.uniform((n, 1, 1, 1)) < 0.5 * strength, blurred, x)
-    noise_sd = tf.random.uniform((n, 1, 1, 1), 0, 0.03 * strength)
-    x = x + tf.random.normal(tf.shape(x)) * noise_sd
-    return tf.clip_by_value(x, 0.0, 1.0)
-
-
-def make_augmenter(strength: float = 1.0):
-    geo = geometric_layers(strength)
-
-    def augment(x: tf.Tensor, y: tf.Tensor, w: tf.Tensor):
-        return photometric(geo(x, training=True), strength), y, w
-
-    return augment
+def augmentation_preview(model_input: np.ndarray, strength: float, n: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """The model input, then ``n`` random training augmentations of it (as for a NORMAL image,
+    which may be zoomed in further), as uint8 images. ``strength`` scales the normal zoom."""
+    layer = Augment(normal_zoom=0.15 * strength, seed=seed)
+    batch = np.repeat(np.asarray(model_input, np.float32)[None], n, axis=0)
+    augmented = np.asarray(layer([batch, np.ones(n, np.float32)]))
+    return [np.uint8(np.clip(i[..., 0], 0, 1) * 255) for i in [model_input, *augmented]]
 
 
 # Deterministic perturbations of [0, 1] model inputs (N, S, S, 1) for the stress test.
@@ -99,11 +163,3 @@ def stress_variants(x: np.ndarray) -> dict[str, np.ndarray]:
     """Every stress perturbation of a batch of model inputs, the identity included."""
     x = x.astype(np.float32)
     return {name: np.asarray(fn(x), np.float32) for name, fn in STRESS.items()}
-
-
-def augmentation_preview(model_input: np.ndarray, strength: float, n: int = 5, seed: int = 0) -> list[np.ndarray]:
-    """The model input, then ``n`` random training augmentations of it, as uint8 images."""
-    tf.random.set_seed(seed)
-    batch = np.repeat(model_input[None], n, axis=0)
-    augmented, _, _ = make_augmenter(strength)(tf.constant(batch), tf.zeros((n, 1)), tf.ones((n,)))
-    return [np.uint8(np.clip(i[..., 0], 0, 1) * 255) for i in [model_input, *np.asarray(augmented)]]

@@ -51,3 +51,32 @@ def part_indices(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
     """Row numbers of each part: {"train": ..., "val": ..., "test": ...}."""
     part = manifest["part"].to_numpy()
     return {k: np.flatnonzero(part == k) for k in PARTS}
+
+
+def patient_folds(manifest: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> np.ndarray:
+    """Cross-validation fold of each row, grouped by patient and stratified by subtype; -1 for the
+    hard normals (``manifest["hard_normal"]``), which no fold trains on."""
+    fold = np.full(len(manifest), -1)
+    pool = np.flatnonzero(~manifest["hard_normal"].to_numpy(bool))
+    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    rows = manifest.iloc[pool]
+    for k, (_, idx) in enumerate(cv.split(rows, rows["subtype"], groups=rows["patient_id"])):
+        fold[pool[idx]] = k
+    return fold
+
+
+def relative_name(path: str | Path) -> str:
+    """``split/LABEL/file``: how an image is named in split.csv and hard_normals.csv."""
+    return "/".join(Path(path).parts[-3:])
+
+
+def mark_hard_normals(manifest: pd.DataFrame, hard_normals_csv: str | Path | None) -> pd.DataFrame:
+    """Adds ``hard_normal``: every image of a patient listed in the hard-normal file."""
+    manifest = manifest.copy()
+    listed = (
+        set(pd.read_csv(hard_normals_csv)["patient_id"])
+        if hard_normals_csv and Path(hard_normals_csv).exists()
+        else set()
+    )
+    manifest["hard_normal"] = manifest["patient_id"].isin(listed) & (manifest["label"] == 0)
+    return manifest
