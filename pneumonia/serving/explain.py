@@ -68,9 +68,7 @@ class Explainer:
         with self._lock:
             raw = self.visualizer(
                 # evidence for the chosen output: a logit of a multi-output model, or the single output
-                CategoricalScore(self.output_index)
-                if self.n_outputs > 1
-                else BinaryScore(True),
+                CategoricalScore(self.output_index) if self.n_outputs > 1 else BinaryScore(True),
                 np.asarray(model_input, np.float32)[None],
                 penultimate_layer=self.last_conv_layer,
                 # use the named ReLU output itself: by default the library walks back to the
