@@ -171,6 +171,7 @@ def test_batch_upload_shows_a_worklist(app_url, browser, samples, tmp_path):
     page = _open(browser, app_url)
     page.locator('input[type="file"]').set_input_files([str(p) for p in samples[:4]] + [str(broken)])
     page.get_by_text("Worklist (4 scored of 5)").wait_for(timeout=WAIT_MS)
+    page.get_by_text("Export the worklist").click()
     page.get_by_text("Download worklist CSV").wait_for(timeout=WAIT_MS)
     settle(page)
     _no_exception(page)

@@ -91,9 +91,11 @@ def test_ensemble_fields_are_read_when_the_model_gives_them(normal_sample, class
 
     x = to_model_input(xray.pixels, classifier.spec)
     pred = classifier.predict(x[None])[0]
-    today = ImageResult("a", xray, x, threshold=0.5)
-    _fill_prediction(classifier, today, pred)
-    assert today.bacterial_probability is None and today.ensemble_spread is None and not today.members_disagree
+    single = SimpleNamespace(logit=pred.logit, probability=pred.probability, embedding=pred.embedding)
+    one_model = ImageResult("a", xray, x, threshold=0.5)
+    _fill_prediction(classifier, one_model, single)  # a single-output model's prediction has neither field
+    assert one_model.bacterial_probability is None and one_model.ensemble_spread is None
+    assert not one_model.members_disagree
     ensemble = SimpleNamespace(
         logit=3.0, probability=0.95, embedding=pred.embedding, bacterial_probability=0.72, ensemble_spread=0.3
     )

@@ -60,6 +60,9 @@ def duplicates(results: list[ImageResult]) -> dict[int, list[int]]:
     return {i: [j for j in group if j != i] for group in by_pixels.values() if len(group) > 1 for i in group}
 
 
+IMAGE_MAX_HEIGHT_MM = 110  # on the one-page A4 report
+
+
 def format_probability(p: float) -> str:
     """A percentage that never claims certainty: calibrated scores of 0.9996 show as '>99.9%'."""
     if p >= 0.999:
@@ -116,9 +119,9 @@ def _line(pdf: FPDF, height: float, text: str) -> None:
 
 def _images(pdf: FPDF, result: ImageResult, overlay_rgb: np.ndarray, method: str, heatmap_flat: bool) -> None:
     """The original and the heatmap overlay side by side, with captions."""
-    w = 90
-    y0 = pdf.get_y()
     h, wd = result.xray.shape
+    w = min(90, IMAGE_MAX_HEIGHT_MM * wd / h)  # a tall image must leave room for the findings and the read
+    y0 = pdf.get_y()
     pdf.image(_png(result.xray.pixels), x=10, y=y0, w=w)
     pdf.image(_png(overlay_rgb), x=110, y=y0, w=w)
     pdf.set_y(y0 + w * h / wd + 2)
