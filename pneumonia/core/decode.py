@@ -234,14 +234,17 @@ def _safe_value(value: object) -> object:
     return str(value)
 
 
-def _load_dicom_or_refuse(data: bytes) -> XRay:
-    """pydicom parses elements lazily, so a damaged header can fail at any read (found by bench/fuzz_decode.py)."""
+def _load_or_refuse(data: bytes, dicom: bool) -> XRay:
+    """A damaged file can fail anywhere inside pydicom (it parses elements lazily) or Pillow (a TIFF
+    without dimensions raises TypeError): whatever it raises becomes a refusal in words. Found by
+    bench/fuzz_decode.py and tests/test_fuzz_decode.py."""
     try:
-        return _load_dicom(data)
+        return _load_dicom(data) if dicom else _load_raster(data)
     except InvalidImage:
         raise
     except Exception as err:
-        raise InvalidImage(f"The DICOM file is corrupt or truncated ({type(err).__name__}).") from None
+        kind = "DICOM file" if dicom else "image file"
+        raise InvalidImage(f"The {kind} is corrupt or truncated ({type(err).__name__}).") from None
 
 
 def load_xray(data: bytes, filename: str = "") -> XRay:
@@ -250,7 +253,7 @@ def load_xray(data: bytes, filename: str = "") -> XRay:
         raise InvalidImage("The file is empty.")
     if len(data) > MAX_BYTES:
         raise InvalidImage(f"The file is larger than {MAX_BYTES // 2**20} MB.")
-    xray = _load_dicom_or_refuse(data) if _is_dicom(data, filename) else _load_raster(data)
+    xray = _load_or_refuse(data, _is_dicom(data, filename))
     h, w = xray.pixels.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise InvalidImage(f"The image is too small to read ({w}x{h} pixels; at least {MIN_SIDE} on each side).")
