@@ -46,6 +46,9 @@ def test_predict_cli_reports_each_file(samples, tmp_path):
     assert set(good) >= {"file", "probability", "label", "threshold", "gate", "error"}
     assert 0 <= good["probability"] <= 1 and good["gate"]["ok"] and good["error"] is None
     assert good["label"] in ("NORMAL", "PNEUMONIA") and Path(good["heatmap"]).exists()
+    bacterial = good["subtype"]["bacterial"]
+    assert 0 <= bacterial <= 1 and good["subtype"]["viral"] == pytest.approx(1 - bacterial, abs=1e-4)
+    assert broken["subtype"] is None and absent["subtype"] is None
     assert broken["probability"] is None and "not a readable image" in broken["error"]
     assert absent["probability"] is None and absent["error"] == "The file was not found."
     assert rows[3]["error"] is None and rows[3]["operating_point"] == "balanced"
@@ -77,9 +80,13 @@ def test_evaluate_cli_on_a_kaggle_folder(samples, tmp_path):
         "f1",
         "threshold",
         "confusion_matrix",
+        "ece",
     ):
         assert key in m
     assert m["n"] == len(samples) and np.sum(m["confusion_matrix"]) == len(samples)
+    # bacterial (positive) vs viral over the pneumonia samples whose file name gives the subtype
+    n_subtyped = sum(1 for p in samples if p.name.startswith("PNEUMONIA"))
+    assert m["subtype"]["n"] == n_subtyped and 0 <= m["subtype"]["accuracy"] <= 1 and 0 <= m["subtype"]["roc_auc"] <= 1
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     assert m["accuracy"] == pytest.approx((tn + tp) / len(samples))
     assert len(preds.read_text().splitlines()) == len(samples) + 1
