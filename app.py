@@ -7,12 +7,15 @@ st.set_page_config(page_title="Pneumonia x-ray review", page_icon="assets/favico
 starting = st.empty()
 starting.info("Starting the review station...")  # a sign of life while the first run imports its libraries
 
-from pages import resources, widgets  # noqa: E402 - imported after the sign of life above
+from pages import warm_up  # noqa: E402 - after the sign of life; a light import
 
-resources.start_warm_up()  # the model and Grad-CAM load in a background thread while the page draws
+warm_up.start_warm_up()  # the model and Grad-CAM load in a background thread while the page draws
+
+from pages import resources, widgets  # noqa: E402 - the heavier imports, while the model loads
+
 starting.empty()
 widgets.frame(resources.model_version())
-widgets.loading_notice(resources.model_ready)
+widgets.loading_notice(warm_up.model_ready)
 
 pages = [
     st.Page("pages/review.py", title="Review x-rays", icon=":material/radiology:", default=True),

@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from pages import widgets
+from pages import warm_up, widgets
 from pneumonia.audit import AuditLog, default_path
 from pneumonia.insight.artifacts import Artifacts, load_artifacts
 from pneumonia.insight.eda_summary import load_summary
@@ -26,38 +26,8 @@ from pneumonia.serving.results import ImageResult
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = ROOT / "assets"
 SAMPLES_DIR = ASSETS_DIR / "samples"
-MODELS_DIR = ROOT / "models"
+MODELS_DIR = warm_up.MODELS_DIR
 _SESSION_RESULTS = "scored_results"
-
-
-def _load_classifier() -> Classifier:
-    return Classifier(MODELS_DIR)
-
-
-def _load_gradcam(classifier_loading: Future) -> Explainer:
-    """Grad-CAM traced once on a blank input, so the first reader's first heatmap does not pay for it."""
-    clf = classifier_loading.result()
-    gradcam = Explainer(clf.model, "gradcam", last_conv_layer=clf.metadata.last_conv_layer)
-    gradcam(np.zeros((clf.spec.size, clf.spec.size, 1), np.float32))
-    return gradcam
-
-
-@st.cache_resource(show_spinner=False)
-def _warm_up() -> tuple[Future, Future]:
-    """Starts loading the model, then Grad-CAM, in a background thread the first time app.py runs
-    (:func:`start_warm_up`), so the page draws at once while TensorFlow loads. Scoring waits only for
-    the model; the first heatmap for Grad-CAM as well."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-warm-up")
-    classifier_loading = pool.submit(_load_classifier)
-    return classifier_loading, pool.submit(_load_gradcam, classifier_loading)
-
-
-def start_warm_up() -> None:
-    _warm_up()
-
-
-def model_ready() -> bool:
-    return _warm_up()[0].done()
 
 
 def _wait(loading: Future, message: str):
@@ -68,7 +38,7 @@ def _wait(loading: Future, message: str):
 
 
 def classifier() -> Classifier:
-    return _wait(_warm_up()[0], "Loading the model (only after the server starts; a few seconds)...")
+    return _wait(warm_up.loading()[0], "Loading the model (only after the server starts; a few seconds)...")
 
 
 @st.cache_data(show_spinner=False)
@@ -97,7 +67,7 @@ def _other_explainer(method: str) -> Explainer:
 def explainer(method: str) -> Explainer:
     """Grad-CAM from the warm-up; the other methods built on first use."""
     if method == "gradcam":
-        return _wait(_warm_up()[1], "Preparing Grad-CAM...")
+        return _wait(warm_up.loading()[1], "Preparing Grad-CAM...")
     return _other_explainer(method)
 
 
@@ -146,7 +116,9 @@ def score_uploads(items: list[tuple[str, bytes]], threshold: float) -> list[Imag
         def progress(done: int, total: int) -> None:
             bar.progress(done / total, text=f"Read {done} of {total} image(s)...")
 
-        for k, r in zip(todo, score(clf, list(todo.values()), threshold, on_progress=progress)):
+        # one image per forward pass: the graph traced at load time serves, and no new batch shape is traced
+        scored = score(clf, list(todo.values()), threshold, on_progress=progress, batch_size=1)
+        for k, r in zip(todo, scored):
             cache[k] = r
         bar.empty()
     # drop results of files no longer uploaded, so a long session does not grow without bound
