@@ -32,6 +32,8 @@ bench: $(VENV)/.runtime
 	$(PY) bench/model.py
 	$(PY) bench/review.py
 	$(PY) bench/pages.py
+	$(PY) bench/heatmap_lungs.py --data-dir $(DATA)
+	$(PY) bench/serving_vs_densenet.py --data-dir $(DATA)
 
 # Full training on the Kaggle layout (about 40 minutes on 2 CPU cores); not part of the tests.
 DATA ?= ../shared/data/chest_xray
