@@ -62,3 +62,26 @@ def test_subtype_heatmap_differs_from_the_pneumonia_heatmap(classifier, model_in
     bacterial = Explainer(classifier.model, "gradcam", last_conv_layer=last, output_index=1)(model_input)
     assert not pneumonia.flat and not bacterial.flat
     assert not np.allclose(pneumonia.cam, bacterial.cam, atol=1e-3)
+
+
+def test_one_pass_gradcam_equals_tf_keras_vis_gradcam(classifier, model_input):
+    """The patch-evidence shortcut gives tf-keras-vis' own Grad-CAM map."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    last = classifier.metadata.last_conv_layer
+    fast = Explainer(classifier.model, "gradcam", last_conv_layer=last)
+    assert type(fast.visualizer).__name__ == "PatchGradcam"
+    library = Gradcam(classifier.model, clone=True)
+    for index in (0, 1):
+        fast.visualizer.output_index = index
+        raw = library(
+            CategoricalScore(index),
+            model_input[None],
+            penultimate_layer=last,
+            seek_penultimate_conv_layer=False,
+            normalize_cam=False,
+        )[0]
+        want = (raw - raw.min()) / (raw.max() - raw.min())
+        got = fast(model_input).cam
+        assert np.corrcoef(want.ravel(), got.ravel())[0, 1] > 0.99

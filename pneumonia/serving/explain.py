@@ -35,6 +35,42 @@ class Heatmap:
     method: str
 
 
+def patch_logit_layer(model: keras.Model, last_conv_layer: str):
+    """The 1x1 convolution that scores each cell of ``last_conv_layer`` when the model averages those
+    scores into its logits (a patch-evidence model); None for any other head."""
+    import keras
+
+    source = model.get_layer(last_conv_layer).output
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1) and layer.input is source:
+            return layer
+    return None
+
+
+class PatchGradcam:
+    """Grad-CAM in one forward pass for a patch-evidence model: where the logit is the spatial mean
+    of a 1x1 convolution of the last map (averaged over members), Grad-CAM's channel weights are that
+    convolution's kernel divided by the map's size, so the map is ReLU(patch logit - bias), up to a
+    constant factor. Same result as tf-keras-vis' Gradcam (tests/test_explain.py compares them),
+    without gradients or a model clone."""
+
+    def __init__(self, model: keras.Model, head, n_outputs: int, output_index: int):
+        import keras
+
+        self.view = keras.Model(model.input, head.output)
+        self.bias = np.asarray(head.get_weights()[1], np.float32)
+        self.n_outputs, self.output_index = n_outputs, output_index
+
+    def __call__(self, _score, inputs: np.ndarray, **_kwargs) -> np.ndarray:
+        patches = np.asarray(self.view.predict_on_batch(inputs), np.float32) - self.bias
+        mean = patches[..., self.output_index :: self.n_outputs].mean(axis=-1)
+        # upsampled as tf-keras-vis does it (linear spline over the grid's corners)
+        from scipy.ndimage import zoom
+
+        factors = (inputs.shape[1] / mean.shape[1], inputs.shape[2] / mean.shape[2])
+        return np.stack([zoom(np.maximum(m, 0), factors, order=1) for m in mean])
+
+
 class Explainer:
     """One tf-keras-vis visualizer; the library clones the model (clone=True) so the shared
     classifier is never modified. Calls are serialised: Streamlit sessions share one instance.
@@ -52,9 +88,13 @@ class Explainer:
         if method not in METHODS:
             raise ValueError(f"unknown heatmap method {method!r}; choose from {', '.join(METHODS)}")
         cls = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam, "layercam": Layercam}[method]
-        # Linear output: gradients of the logit, not of a saturated sigmoid.
-        self.visualizer = cls(model, model_modifier=ReplaceToLinear(), clone=True)
         self.n_outputs = int(model.output.shape[-1])
+        head = patch_logit_layer(model, last_conv_layer) if method == "gradcam" else None
+        if head is not None:
+            self.visualizer = PatchGradcam(model, head, self.n_outputs, output_index)
+        else:
+            # Linear output: gradients of the logit, not of a saturated sigmoid.
+            self.visualizer = cls(model, model_modifier=ReplaceToLinear(), clone=True)
         self.method = method
         self.last_conv_layer = last_conv_layer
         # which logit the map explains: 0 = pneumonia, 1 = bacterial (rather than viral)
