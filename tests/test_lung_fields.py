@@ -10,7 +10,7 @@ import pytest
 
 from pneumonia.core.decode import read_file
 from pneumonia.core.preprocess import InputSpec, to_model_input
-from pneumonia.insight.lung_fields import SIZE, hotspot_inside, lung_mask, mass_inside
+from pneumonia.insight.lung_fields import SIZE, aerated_lungs, hotspot_inside, lung_mask, mass_inside
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 
@@ -31,6 +31,22 @@ def test_a_chest_xray_gets_two_lungs_of_plausible_size(name):
     n, _, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
     assert n - 1 == 2
     assert {bool(c[0] < SIZE / 2) for c in centroids[1:]} == {True, False}  # one lung each side
+
+
+def test_a_whitened_lung_is_filled_from_its_twin():
+    """A consolidation whitening the lower two-thirds of one lung: that side's field stays about as
+    large as the other's and most of its own before (the aerated part alone shrinks below 60%)."""
+    x = to_model_input(read_file(str(SAMPLES / "NORMAL_normal_IM-0261-0001.jpeg")).pixels, InputSpec(size=SIZE))
+    left = aerated_lungs(x)[0]
+    rows = np.nonzero(left.any(axis=1))[0]
+    cut = rows.min() + (rows.max() - rows.min()) // 3
+    consolidated = x.copy()
+    consolidated[cut:][left[cut:]] = 0.85
+    assert aerated_lungs(consolidated)[0] is None or aerated_lungs(consolidated)[0].sum() < 0.6 * left.sum()
+    mask = lung_mask(consolidated)
+    half = SIZE // 2
+    assert mask[:, :half].sum() >= 0.7 * mask[:, half:].sum()
+    assert mask[:, :half].sum() >= 0.65 * lung_mask(x)[:, :half].sum()
 
 
 @pytest.mark.parametrize("value", [0, 128, 255])
