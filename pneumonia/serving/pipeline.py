@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from pneumonia.core.decode import InvalidImage, age_in_years, dicom_context, load_xray
+from pneumonia.core.decode import InvalidImage, XRay, age_in_years, dicom_context, load_xray
 from pneumonia.core.preprocess import to_model_input
 from pneumonia.serving.gate import ADULT_AGE_YEARS
 from pneumonia.serving.model import Classifier
 from pneumonia.serving.results import ImageResult
 
 PREDICT_BATCH = 16
+DECODE_THREADS = 2
 FILES_PER_CHUNK = 64  # files read into memory at once by score_files
 TRAINED_AGE_YEARS = (1, 5)  # the training population's ages (Kermany et al. 2018)
 
@@ -30,26 +32,33 @@ def score(
     compiled graph the classifier traced when it loaded (a new batch size is traced again, seconds for an
     ensemble); larger batches pay that once and then score faster."""
     results = [ImageResult(name=name, threshold=threshold) for name, _ in items]
-    total = len(items)
     ready: list[int] = []
-    for i, (name, data) in enumerate(items):
-        try:
-            xray = load_xray(data, name)
-        except InvalidImage as err:
-            results[i].error = str(err)
-        else:
-            results[i].xray = xray
-            results[i].notices = list(xray.notices)
-            results[i].model_input = to_model_input(xray.pixels, clf.spec)
-            ready.append(i)
-        if on_progress:
-            on_progress(i + 1, total)
+    # decoding and resizing release the GIL for most of their time: a few threads read a batch faster
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+        decoded = pool.map(lambda item: _decode(item, clf), items)
+        for i, (xray, model_input, error) in enumerate(decoded):
+            results[i].xray, results[i].model_input, results[i].error = xray, model_input, error
+            if xray is not None:
+                results[i].notices = list(xray.notices)
+                ready.append(i)
+            if on_progress:
+                on_progress(i + 1, len(items))
     for start in range(0, len(ready), batch_size):
         chunk = ready[start : start + batch_size]
         preds = clf.predict(np.stack([results[i].model_input for i in chunk]))
         for i, pred in zip(chunk, preds):
             _fill_prediction(clf, results[i], pred)
     return results
+
+
+def _decode(item: tuple[str, bytes], clf: Classifier) -> tuple[XRay | None, np.ndarray | None, str | None]:
+    """(x-ray, model input, None), or (None, None, why the file cannot be read)."""
+    name, data = item
+    try:
+        xray = load_xray(data, name)
+    except InvalidImage as err:
+        return None, None, str(err)
+    return xray, to_model_input(xray.pixels, clf.spec), None
 
 
 def _fill_prediction(clf: Classifier, result: ImageResult, pred: object) -> None:
