@@ -14,9 +14,9 @@ from pneumonia.serving.explain import METHODS, overlay
 
 def metrics_at_default(art: Artifacts) -> None:
     tm = art.test_metrics
+    default = art.metadata.operating_points[art.metadata.default_operating_point]
     st.subheader(
-        f"Metrics at the default operating point ({art.metadata.default_operating_point}, "
-        f"threshold {tm['threshold']:.3f})"
+        f"Metrics at the default operating point ({default['label'].split(' (')[0]}, threshold {tm['threshold']:.3f})"
     )
     st.dataframe(
         metrics_table(tm),

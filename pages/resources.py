@@ -59,22 +59,29 @@ def operating_points() -> dict[str, dict]:
 
 
 @st.cache_resource(show_spinner=False)
-def _other_explainer(method: str) -> Explainer:
+def _other_explainer(method: str, output_index: int = 0) -> Explainer:
     clf = classifier()
-    return Explainer(clf.model, method, last_conv_layer=clf.metadata.last_conv_layer)
+    return Explainer(clf.model, method, last_conv_layer=clf.metadata.last_conv_layer, output_index=output_index)
 
 
-def explainer(method: str) -> Explainer:
-    """Grad-CAM from the warm-up; the other methods built on first use."""
-    if method == "gradcam":
+def explainer(method: str, output_index: int = 0) -> Explainer:
+    """Grad-CAM of the pneumonia output from the warm-up; other methods and outputs built on first use."""
+    if method == "gradcam" and output_index == 0:
         return _wait(warm_up.loading()[1], "Preparing Grad-CAM...")
-    return _other_explainer(method)
+    return _other_explainer(method, output_index)
+
+
+def explainable_outputs() -> dict[int, str]:
+    """The outputs a heatmap can explain: pneumonia, and bacterial-vs-viral when the model has it."""
+    outputs = model_metadata().extra.get("outputs", ["pneumonia"])
+    words = {"pneumonia": "Pneumonia", "bacterial": "Bacterial rather than viral"}
+    return {i: words.get(name, name) for i, name in enumerate(outputs)}
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def heatmap(image_key: str, method: str, _model_input: np.ndarray) -> Heatmap:
-    """Heatmap cached by image key (e.g. its SHA-256) and method; the array itself is not hashed."""
-    return explainer(method)(_model_input)
+def heatmap(image_key: str, method: str, _model_input: np.ndarray, output_index: int = 0) -> Heatmap:
+    """Heatmap cached by image key (e.g. its SHA-256), method and output; the array itself is not hashed."""
+    return explainer(method, output_index)(_model_input)
 
 
 @st.cache_resource

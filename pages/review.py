@@ -197,11 +197,21 @@ def probability_panel(result: ImageResult, choice: ThresholdChoice) -> None:
         st.caption(result.subtype_note + ".")
 
 
-def viewer_controls() -> dict:
-    """The viewer's own controls: heatmap on/off, method, colour map, opacity, layout, window/level."""
+def viewer_controls(result: ImageResult) -> dict:
+    """The viewer's own controls: heatmap on/off, method, what it explains, colour map, opacity,
+    layout, window/level."""
+    outputs = resources.explainable_outputs() if result.label == "PNEUMONIA" else {0: "Pneumonia"}
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
         show = st.toggle("Heatmap", value=True, key="show_heatmap")
         method = st.selectbox("Heatmap method", list(METHODS), format_func=METHODS.get, key="method", width=170)
+        output = st.selectbox(
+            "Explain",
+            list(outputs),
+            format_func=outputs.get,
+            key="explain_output",
+            width=210,
+            help="What the heatmap shows evidence for. Bacterial vs viral is secondary and no basis for prescribing.",
+        )
         colormap = st.selectbox("Colour map", list(COLORMAPS), key="colormap", width=120)
         layout = st.segmented_control("Layout", ["Side by side", "One image"], default="Side by side", key="layout")
     with st.container(horizontal=True, gap="medium"):
@@ -213,6 +223,7 @@ def viewer_controls() -> dict:
     return {
         "show": show,
         "method": method,
+        "output": output if output in outputs else 0,
         "colormap": colormap,
         "opacity": opacity,
         "level": level,
@@ -224,8 +235,8 @@ def viewer_controls() -> dict:
 @st.fragment
 def viewer(result: ImageResult) -> None:
     """Window/level, zoom/pan and the heatmap overlay; reruns on its own, not with the whole page."""
-    c = viewer_controls()
-    heat = resources.heatmap(result.xray.sha256, c["method"], result.model_input) if c["show"] else None
+    c = viewer_controls(result)
+    heat = resources.heatmap(result.xray.sha256, c["method"], result.model_input, c["output"]) if c["show"] else None
     url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], result.xray.pixels)
     cam = heat.cam if heat is not None and not heat.flat else None
     figure = widgets.xray_viewer(
@@ -239,8 +250,9 @@ def viewer(result: ImageResult) -> None:
     )
     st.plotly_chart(figure, width="stretch", key="viewer", config={"displaylogo": False, "scrollZoom": True})
     name = METHODS[c["method"]]
+    target = "the bacterial (rather than viral) score" if c["output"] == 1 else "the pneumonia score"
     st.caption(
-        f"{name}: regions that raised the pneumonia score, not where disease is. Scroll or drag to zoom and pan "
+        f"{name}: regions that raised {target}, not where disease is. Scroll or drag to zoom and pan "
         "(side by side, both images move together); double-click to reset."
     )
     if heat is not None and heat.flat:

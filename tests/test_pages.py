@@ -51,6 +51,11 @@ def test_review_page_scores_a_sample_and_follows_the_operating_point(samples, cl
             assert _metric(at, "Result") == ("PNEUMONIA" if p >= threshold else "NORMAL")
     at.selectbox(key="method").select("gradcam++").run()
     assert not at.exception, [e.value for e in at.exception]
+    # the sample pneumonia film is called pneumonia: the heatmap can explain bacterial vs viral too
+    assert _metric(at, "Result") == "PNEUMONIA"
+    at.selectbox(key="explain_output").select(1).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("bacterial (rather than viral) score" in c.value for c in at.caption)
     at.slider(key="level").set_value(90).run()
     at.slider(key="window").set_value(120).run()
     assert not at.exception, [e.value for e in at.exception]
