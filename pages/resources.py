@@ -75,7 +75,7 @@ def explainable_outputs() -> dict[int, str]:
     """The outputs a heatmap can explain: pneumonia, and bacterial-vs-viral when the model has it."""
     outputs = model_metadata().extra.get("outputs", ["pneumonia"])
     words = {"pneumonia": "Pneumonia", "bacterial": "Bacterial rather than viral"}
-    return {i: words.get(name, name) for i, name in enumerate(outputs)}
+    return {i: words[name] for i, name in enumerate(outputs) if name in words}
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

@@ -13,8 +13,10 @@ VALIDATION_WORDS = (
     "**Expected performance** comes from out-of-fold validation: every image of the pooled training data "
     "was scored by ensemble members that never saw that child (5 folds, grouped by patient), plain and "
     "re-framed (cropped, narrowed, zoomed out), plus 70 *hard normals* that the first model got wrong "
-    "when cropped and that no member trained on. It is not the official test split; a new site should "
-    "measure its own figures (Performance > Your data)."
+    "when cropped and that no member trained on (they also helped fit the calibration and place the "
+    "operating points). Each image is scored by the one or two members that held it out, while the "
+    "shipped model averages all eight, so these figures describe a smaller ensemble. It is not the "
+    "official test split; a new site should measure its own figures (Performance > Your data)."
 )
 
 

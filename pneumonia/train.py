@@ -19,10 +19,13 @@ from pathlib import Path
 from pneumonia.training.fit import TrainingConfig
 
 DEFAULTS = TrainingConfig()
+HARD_NORMALS = Path(__file__).resolve().parents[1] / "models" / "hard_normals.csv"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     p.add_argument("--data-dir", required=True, help="folder with SPLIT/{NORMAL,PNEUMONIA}/ images")
     p.add_argument("--out", default="models", help="artifact folder (default models/)")
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
@@ -36,11 +39,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default=DEFAULTS.seeds, help="comma-separated seeds: one member per seed and fold")
     p.add_argument("--fold-seed", type=int, default=DEFAULTS.fold_seed)
     p.add_argument("--limit", type=int, default=DEFAULTS.limit, help="use only about N images (smoke tests)")
-    p.add_argument("--hard-normals", default="models/hard_normals.csv", help="patients kept out of every fold")
-    p.add_argument("--folds-from", default="", help="split.csv of an earlier run: reuse its folds")
+    p.add_argument("--hard-normals", default=str(HARD_NORMALS), help="patients kept out of every fold ('' = none)")
+    p.add_argument(
+        "--folds-from",
+        default="",
+        help="split.csv of an earlier run: reuse its folds (default: OUT/split.csv when resuming)",
+    )
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--note", default=DEFAULTS.note, help="free text stored in the experiment log")
-    p.add_argument("--experiment-log", default="models/experiments.csv", help="CSV log of runs ('' = none)")
+    p.add_argument("--experiment-log", default=None, help="CSV log of runs (default OUT/experiments.csv; '' = none)")
     return p.parse_args(argv)
 
 

@@ -138,3 +138,22 @@ def test_tiny_training_run_end_to_end(samples, tmp_path):
     # one schema: what the writer wrote is what the loader reads back
     assert read_metadata(out).to_dict() == meta
     assert clf.model.get_layer(meta["last_conv_layer"]) and clf.model.get_layer(meta["logit_layer"])
+
+
+@pytest.mark.slow
+def test_training_on_files_without_a_subtype_serves_pneumonia_only(samples, tmp_path):
+    """File names that do not say bacterial or viral: training finishes, and the model gives no subtype."""
+    from pneumonia.serving.model import Classifier
+    from pneumonia.train import main as train_main
+
+    data = _kaggle_layout(tmp_path / "data", samples, "train", copies=4)
+    for i, p in enumerate(sorted((data / "train" / "PNEUMONIA").iterdir())):
+        p.rename(p.with_name(f"case{i:03d}.jpeg"))
+    out = tmp_path / "models"
+    args = ["--data-dir", str(data), "--out", str(out), "--epochs", "1", "--size", "64", "--folds", "2"]
+    train_main([*args, "--hard-normals", "", "--cache-dir", str(tmp_path / "cache"), "--experiment-log", ""])
+    meta = json.loads((out / "metadata.json").read_text())
+    assert "bacterial" not in meta["outputs"] and meta["subtype_calibration"] is None
+    assert json.loads((out / "test_metrics.json").read_text())["subtype"] is None
+    preds = Classifier(out).predict(np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32))
+    assert all(p.bacterial_probability is None and 0 <= p.probability <= 1 for p in preds)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ def save_model(model: keras.Model, out: Path, keep_existing: bool = False) -> st
 def write_run_record(out: Path, run_info: dict, manifest: pd.DataFrame) -> None:
     """run.json (how the model was trained) and split.csv (which image went to which part)."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run_info, indent=2))
     split = manifest.drop(columns=["path"]).assign(file=manifest["path"].map(lambda p: Path(p).name))
     split.to_csv(out / SPLIT_FILE, index=False)
@@ -81,13 +83,24 @@ def read_run_record(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / RUN_FILE).read_text())
 
 
+def json_safe(value):
+    """``value`` with every NaN or infinite float replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_finalized(out: Path, run: FinalizedRun) -> None:
     """metadata.json, gate.npz, test metrics, predictions and the failure gallery."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / GATE_FILE, **run.gate_params)
-    (out / METADATA_FILE).write_text(json.dumps(run.metadata.to_dict(), indent=2))
-    (out / TEST_METRICS_FILE).write_text(json.dumps(run.test_metrics, indent=2))
+    (out / METADATA_FILE).write_text(json.dumps(json_safe(run.metadata.to_dict()), indent=2))
+    (out / TEST_METRICS_FILE).write_text(json.dumps(json_safe(run.test_metrics), indent=2))
     run.test_predictions.to_csv(out / TEST_PREDICTIONS_FILE, index=False)
     run.val_predictions.to_csv(out / VAL_PREDICTIONS_FILE, index=False)
     np.savez_compressed(out / FAILURES_FILE, **run.failures)

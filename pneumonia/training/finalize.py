@@ -43,7 +43,7 @@ DEFAULT_OPERATING_POINT = "balanced"
 N_FAILURES = 4
 STRESS_SAMPLE = 400  # out-of-fold images scored under the photometric stress perturbations
 ARCHITECTURE = (
-    "ensemble of {k} patch-evidence CNNs (residual separable convolutions to a 14x14 map, a logit per "
+    "ensemble of {k} patch-evidence CNNs (residual separable convolutions to a stride-16 map, a logit per "
     "patch, averaged; flat Functional Keras 3 graph), trained from scratch; outputs pneumonia and "
     "bacterial-vs-viral"
 )
@@ -204,6 +204,7 @@ def failure_gallery(x: np.ndarray, y: np.ndarray, p: np.ndarray, files: np.ndarr
 def validation_metrics(data: TrainingData, oof: OutOfFold, cal: dict, ops: dict) -> dict:
     """test_metrics.json: out-of-fold figures at every operating point, calibration, source kind."""
     rows = data.manifest[~data.manifest["hard_normal"]]
+    n_folds = int(data.manifest["fold"].max()) + 1
     pool = ~data.manifest["hard_normal"].to_numpy()
     y, z = data.targets[pool, 0].astype(int), oof.pneumonia()[pool]
     p = calibration.apply(cal, z)
@@ -212,7 +213,7 @@ def validation_metrics(data: TrainingData, oof: OutOfFold, cal: dict, ops: dict)
     return {
         "split": (
             "out-of-fold validation: every image of the pooled Kaggle train + val folders, scored by the "
-            "members that never trained on it (5-fold, grouped by patient); hard normals reported apart. "
+            f"members that never trained on it ({n_folds}-fold, grouped by patient); hard normals reported apart. "
             "NOT the official test split"
         ),
         "operating_point": DEFAULT_OPERATING_POINT,
@@ -289,7 +290,7 @@ def prediction_tables(data: TrainingData, oof: OutOfFold, cals: tuple[dict, dict
             "probability_uncalibrated": calibration.apply(None, z),
             "probability": calibration.apply(cal, z),
             "probability_crop10": calibration.apply(cal, oof.pneumonia("crop10")),
-            "bacterial_probability": calibration.apply(sub_cal, oof.logits["plain"][:, 1]),
+            "bacterial_probability": calibration.apply(sub_cal, oof.logits["plain"][:, 1]) if sub_cal else np.nan,
             "member_logit_std": oof.member_spread,
         }
     )
@@ -326,11 +327,17 @@ def build_metadata(
         data={
             "source": DATA_SOURCE,
             "fingerprint_sha256": run_info.get("data_fingerprint"),
-            "split": "train + official val pooled; 5 folds by patient (StratifiedGroupKFold, seed "
-            f"{run_info.get('config', {}).get('fold_seed')}); hard normals held out of every fold",
+            "split": f"train + official val pooled; {run_info.get('config', {}).get('folds')} folds by patient "
+            f"(StratifiedGroupKFold, seed {run_info.get('config', {}).get('fold_seed')}); hard normals held out "
+            "of every fold",
             "n_images": run_info.get("n_images"),
         },
-        extra={"outputs": list(OUTPUTS), "members": n_members, "subtype_calibration": cals[1]},
+        extra={
+            # without a fitted subtype calibration the bacterial logit means nothing: serve pneumonia only
+            "outputs": list(OUTPUTS) if cals[1] else [OUTPUTS[0], "unused"],
+            "members": n_members,
+            "subtype_calibration": cals[1],
+        },
     )
 
 
@@ -350,8 +357,8 @@ def experiment_row(run_name: str, metadata: ModelMetadata, metrics: dict) -> dic
         "crop10_mean_shift": round(frames["crop10"]["mean_probability_shift"], 4),
         "hard_normal_specificity": frames["plain"]["hard_normal_specificity"],
         "hard_normal_specificity_crop125": frames["crop125"]["hard_normal_specificity"],
-        "subtype_auc": round(metrics["subtype"]["roc_auc"], 4),
-        "subtype_accuracy": round(metrics["subtype"]["accuracy"], 4),
+        "subtype_auc": round(metrics["subtype"]["roc_auc"], 4) if metrics["subtype"] else None,
+        "subtype_accuracy": round(metrics["subtype"]["accuracy"], 4) if metrics["subtype"] else None,
         "default_threshold": round(metadata.operating_points[DEFAULT_OPERATING_POINT]["threshold"], 4),
         "ece": round(metrics["ece"], 4),
     }
@@ -362,12 +369,13 @@ def evaluate_ensemble(data: TrainingData, member_files: list[Path]) -> tuple[dic
     oof = gather_out_of_fold(member_files, data.manifest["name"].to_numpy())
     y, hard = data.targets[:, 0].astype(int), data.manifest["hard_normal"].to_numpy()
     cal, ops = calibrate_and_choose_points(y, hard, oof)
-    known = data.targets[:, 1] >= 0
-    sub_cal = calibration.fit_platt(oof.logits["plain"][known, 1], data.targets[known, 1])
+    known = (data.targets[:, 1] >= 0) & ~np.isnan(oof.logits["plain"][:, 1])
+    has_subtype = len(np.unique(data.targets[known, 1])) == 2  # file names gave bacterial and viral
+    sub_cal = calibration.fit_platt(oof.logits["plain"][known, 1], data.targets[known, 1]) if has_subtype else None
     metrics = validation_metrics(data, oof, cal, ops)
     threshold = ops[DEFAULT_OPERATING_POINT]["threshold"]
     metrics["reframed"] = reframed_metrics(y, hard, oof, cal, threshold)
-    metrics["subtype"] = subtype_metrics(data.manifest, oof, sub_cal)
+    metrics["subtype"] = subtype_metrics(data.manifest, oof, sub_cal) if has_subtype else None
     metrics["stress"] = stress_metrics(data, member_files, cal, threshold)
     return cal, sub_cal, ops, oof, metrics
 

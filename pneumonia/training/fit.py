@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -198,7 +199,11 @@ def train_members(data: TrainingData, config: TrainingConfig, out: Path) -> list
             member, record = train_member(data, config, seed, fold)
             np.savez(path.with_suffix(".oof.npz"), **out_of_fold_logits(member, data, fold))
             path.with_suffix(".json").write_text(json.dumps(record))
-            member.save(path)  # last: a member file means the member is complete
+            # last, and atomically: a member file means the member is complete
+            partial = folder / "partial" / path.name
+            partial.parent.mkdir(exist_ok=True)
+            member.save(partial)
+            os.replace(partial, path)
             log.info("member %s: %.0f s", path.name, record["seconds"])
     return files
 
