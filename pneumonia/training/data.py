@@ -73,10 +73,8 @@ def relative_name(path: str | Path) -> str:
 def mark_hard_normals(manifest: pd.DataFrame, hard_normals_csv: str | Path | None) -> pd.DataFrame:
     """Adds ``hard_normal``: every image of a patient listed in the hard-normal file."""
     manifest = manifest.copy()
-    listed = (
-        set(pd.read_csv(hard_normals_csv)["patient_id"])
-        if hard_normals_csv and Path(hard_normals_csv).exists()
-        else set()
-    )
+    if hard_normals_csv and not Path(hard_normals_csv).exists():
+        raise FileNotFoundError(f"hard-normal list not found: {hard_normals_csv} (pass '' to train without one)")
+    listed = set(pd.read_csv(hard_normals_csv)["patient_id"]) if hard_normals_csv else set()
     manifest["hard_normal"] = manifest["patient_id"].isin(listed) & (manifest["label"] == 0)
     return manifest
