@@ -14,6 +14,10 @@ warm_up.start_warm_up()  # the model and Grad-CAM load in a background thread wh
 from pages import resources, widgets  # noqa: E402 - the heavier imports, while the model loads
 
 starting.empty()
+# Streamlit forgets a widget's value on pages that do not draw it; the reader's name is entered once
+# per session, so it is carried over to the other pages and back.
+if "reader" in st.session_state:
+    st.session_state["reader"] = st.session_state["reader"]
 widgets.frame(resources.model_version())
 widgets.loading_notice(warm_up.model_ready)
 

@@ -239,6 +239,7 @@ def viewer(result: ImageResult) -> None:
     heat = resources.heatmap(result.xray.sha256, c["method"], result.model_input, c["output"]) if c["show"] else None
     url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], result.xray.pixels)
     cam = heat.cam if heat is not None and not heat.flat else None
+    target = "the bacterial (rather than viral) score" if c["output"] == 1 else "the pneumonia score"
     figure = widgets.xray_viewer(
         url,
         shape,
@@ -247,16 +248,26 @@ def viewer(result: ImageResult) -> None:
         colorscale=PLOTLY_COLORSCALES[c["colormap"]],
         revision=result.xray.sha256,
         side_by_side=c["side_by_side"],
+        target=target,
     )
     st.plotly_chart(figure, width="stretch", key="viewer", config={"displaylogo": False, "scrollZoom": True})
-    name = METHODS[c["method"]]
-    target = "the bacterial (rather than viral) score" if c["output"] == 1 else "the pneumonia score"
-    st.caption(
-        f"{name}: regions that raised {target}, not where disease is. Scroll or drag to zoom and pan "
-        "(side by side, both images move together); double-click to reset."
-    )
+    st.caption(viewer_caption(result, c, target))
     if heat is not None and heat.flat:
-        st.warning(f"The {name} map is flat: no region stands out for this image. Try another method.")
+        st.warning(f"The {METHODS[c['method']]} map is flat: no region stands out for this image. Try another method.")
+
+
+def viewer_caption(result: ImageResult, c: dict, target: str) -> str:
+    """What the viewer shows, in the words that fit the controls and the image's result."""
+    moving = "both images move together; " if c["side_by_side"] else ""
+    navigation = f"Scroll or drag to zoom and pan ({moving}double-click to reset)."
+    if not c["show"]:
+        return f"Heatmap off. {navigation}"
+    words = f"{METHODS[c['method']]}: regions that raised {target}, not where disease is."
+    if c["output"] == 0 and result.label == "NORMAL":
+        words += (
+            " For an image called NORMAL the map shows where the little evidence there was sits; it is not a finding."
+        )
+    return f"{words} {navigation}"
 
 
 def review_form(result: ImageResult, choice: ThresholdChoice) -> report.ReaderReview | None:
@@ -266,16 +277,19 @@ def review_form(result: ImageResult, choice: ThresholdChoice) -> report.ReaderRe
     with st.form(f"review_{key}"):
         st.markdown("**Your read** (saved to the audit trail with the image hash, not the image)")
         options = ["Agree", "Disagree"]
-        agree = st.radio(
-            "Do you agree with the model?", options, index=0 if saved is None or saved.agrees else 1, horizontal=True
-        )
+        # nothing chosen until the reader chooses: a default would record agreement nobody gave
+        index = None if saved is None else (0 if saved.agrees else 1)
+        agree = st.radio("Do you agree with the model?", options, index=index, horizontal=True)
         comment = st.text_input("Comment (optional; no patient identifiers)", value=saved.comment if saved else "")
         accession = st.text_input(
             "Accession or study reference (printed on the PDF only, never stored)",
             value=saved.accession if saved else "",
         )
-        if st.form_submit_button("Save review") and save_review(result, choice, agree == "Agree", comment, accession):
-            st.rerun()  # so the worklist's "reviewed" column shows it at once
+        if st.form_submit_button("Save review"):
+            if agree is None:
+                st.error("Choose Agree or Disagree first.")
+            elif save_review(result, choice, agree == "Agree", comment, accession):
+                st.rerun()  # so the worklist's "reviewed" column shows it at once
     if saved is not None:
         st.success(f"Review saved by {saved.reader}: {'agrees' if saved.agrees else 'disagrees'} with the model.")
     return saved

@@ -55,7 +55,9 @@ def thumbnail_data_url(pixels: np.ndarray, side: int = 72) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(pixels, side)).decode()
 
 
-def heatmap_trace(cam: np.ndarray, shape: tuple[int, int], opacity: float, colorscale: str) -> go.Heatmap:
+def heatmap_trace(
+    cam: np.ndarray, shape: tuple[int, int], opacity: float, colorscale: str, target: str = "the pneumonia score"
+) -> go.Heatmap:
     """The heatmap stretched over an image of ``shape`` (height, width), with a colour bar in words."""
     (h, w), (n_rows, n_cols) = shape, cam.shape
     return go.Heatmap(
@@ -71,7 +73,7 @@ def heatmap_trace(cam: np.ndarray, shape: tuple[int, int], opacity: float, color
         colorscale=colorscale,
         hoverinfo="skip",
         colorbar={
-            "title": {"text": "raised the pneumonia score", "side": "top"},
+            "title": {"text": f"raised {target}", "side": "top"},
             "tickvals": [0, 1],
             "ticktext": ["least", "most"],
             "orientation": "h",
@@ -94,6 +96,7 @@ def xray_viewer(
     colorscale: str,
     revision: str,
     side_by_side: bool = True,
+    target: str = "the pneumonia score",
 ) -> go.Figure:
     """The x-ray and the x-ray with the heatmap over it, side by side and zoomed and panned together
     (Plotly's own zoom, pan and reset), or the overlay alone. ``cam`` at any resolution is stretched
@@ -105,7 +108,7 @@ def xray_viewer(
     for col in range(1, n + 1):
         fig.add_trace(go.Image(source=image_url, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"), row=1, col=col)
     if cam is not None:
-        fig.add_trace(heatmap_trace(cam, shape, opacity, colorscale), row=1, col=n)
+        fig.add_trace(heatmap_trace(cam, shape, opacity, colorscale, target), row=1, col=n)
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain")
     fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain")
     if n == 2:

@@ -89,7 +89,8 @@ def operating_point_tables(sv: SiteValidation) -> None:
     st.subheader("The shipped operating points on your images")
     st.dataframe(site_report.point_table(sv.shipped, shipped=True), hide_index=True)
     st.caption(
-        f"Shipped figures are from the internal validation split; yours carry 95% patient-bootstrap intervals. "
+        "Shipped figures are out-of-fold validation on the training hospital's images; yours carry 95% "
+        "patient-bootstrap intervals. "
         f"PPV and NPV at {sv.prevalence:.1%} prevalence."
     )
     st.subheader("Thresholds chosen again on your images")
@@ -99,12 +100,22 @@ def operating_point_tables(sv: SiteValidation) -> None:
     )
 
 
+MIN_PER_CLASS_TO_ADOPT = 100  # images of each class before a site threshold means much
+
+
 def save_site_point(sv: SiteValidation) -> None:
     """Adopt a re-chosen threshold as a named site operating point, offered on the review page."""
     if sv.model_version != resources.model_version():
         st.warning(f"These results come from model {sv.model_version}; site points can be saved for the model in use.")
         return
     rows = {r["operating point"]: r for _, r in sv.rechosen.iterrows()}
+    smallest = min(sv.counts["pneumonia"], sv.counts["normal"])
+    if smallest < MIN_PER_CLASS_TO_ADOPT:
+        st.warning(
+            f"Only {sv.counts['pneumonia']} pneumonia and {sv.counts['normal']} normal images: too few to set a "
+            f"threshold for clinical use (aim for at least {MIN_PER_CLASS_TO_ADOPT} of each). Intervals this narrow "
+            "or wide say more about the sample than about the model."
+        )
     with st.form("site_point_form"):
         st.markdown("**Adopt a threshold for your site** (the review page then offers it)")
         base = st.selectbox("Threshold chosen again on your images", list(rows), key="site_point_from")

@@ -76,6 +76,12 @@ def test_review_page_saves_a_review_with_the_reader_and_keeps_it():
 
     at = run_page("review.py")
     at.selectbox(key="sample").select_index(1).run()
+    at.text_input(key="reader").input("AB").run()
+    assert at.radio[0].value is None  # no read is pre-selected
+    next(b for b in at.button if b.label == "Save review").click().run()
+    assert any("Choose Agree or Disagree" in e.value for e in at.error)
+    assert len(AuditLog().recent()) == 0
+    at.text_input(key="reader").input("").run()
     form_radio = at.radio[0]
     form_radio.set_value("Disagree")
     _text_input(at, "Comment").input("looks normal to me")

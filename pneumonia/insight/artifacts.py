@@ -87,22 +87,28 @@ def metrics_table(test_metrics: dict) -> pd.DataFrame:
 
 def comparison_table(test_metrics: dict) -> pd.DataFrame:
     """This model's internal-test figures beside the published ones."""
-    ours = {"source": "This model", "split": "internal test (patient-held-out from Kaggle train)"}
+    ours = {"source": "This model", "split": "out-of-fold validation (pooled Kaggle train + val, by patient)"}
     ours.update({k: test_metrics[k] for k in ("accuracy", "sensitivity", "specificity", "roc_auc")})
     return pd.DataFrame([ours, *PUBLISHED])
 
 
 def operating_point_rows(operating_points: dict[str, dict], by_operating_point: dict | None = None) -> pd.DataFrame:
-    """One row per operating point: threshold and validation figures, and the internal test's when given."""
+    """One row per operating point: threshold, out-of-fold figures on the films as taken and
+    re-framed, and the hard normals' specificity (``by_operating_point`` is accepted for older
+    model folders, whose second split it adds)."""
     rows = []
     for name, point in operating_points.items():
         row = {
             "operating point": point.get("label", name).split(" (")[0],
             "threshold": point["threshold"],
-            "validation sensitivity": point["validation_sensitivity"],
-            "validation specificity": point["validation_specificity"],
+            "sensitivity": point["validation_sensitivity"],
+            "specificity": point["validation_specificity"],
         }
-        if by_operating_point is not None:
+        if "reframed_validation_sensitivity" in point:
+            row["sensitivity, re-framed"] = point["reframed_validation_sensitivity"]
+            row["specificity, re-framed"] = point["reframed_validation_specificity"]
+            row["specificity, hard normals"] = point.get("hard_normal_specificity")
+        elif by_operating_point is not None:
             row["internal test sensitivity"] = by_operating_point[name]["sensitivity"]
             row["internal test specificity"] = by_operating_point[name]["specificity"]
         rows.append(row)

@@ -88,7 +88,8 @@ def subtype_counts(summary: dict) -> tuple[go.Figure, str]:
     tot = df.groupby("subtype")["images"].sum()
     return fig, (
         f"Bacterial pneumonia is {tot.get('bacteria', 0) / max(tot.get('virus', 1), 1):.1f}x as common as "
-        "viral; the model is not trained to tell them apart, but its recall is reported for each."
+        "viral; the model gives a secondary bacterial-vs-viral estimate for images it calls pneumonia "
+        "(noisy labels; no basis for prescribing), and its pneumonia recall is reported for each."
     )
 
 

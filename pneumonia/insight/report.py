@@ -46,8 +46,8 @@ def threshold_sentence(result: ImageResult, choice: ThresholdChoice, title: str)
     verdict = "at or above" if result.label == "PNEUMONIA" else "below"
     return (
         f"The model gives a {p} probability of pneumonia. The operating point ({title}) is a cut-off on "
-        f"that probability: images at or above {t} are called PNEUMONIA, so this one, {verdict} the cut-off, "
-        f"is called {result.label}."
+        f"that probability: images at or above {t} are called PNEUMONIA. This one is {verdict} it, so it is "
+        f"called {result.label}."
     )
 
 
