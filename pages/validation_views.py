@@ -1,7 +1,6 @@
 """View pieces for the shipped model's validation, shared by the performance page and the model
 card: the re-framed figures, the hard normals and the bacterial-vs-viral results."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -89,7 +88,3 @@ def spread_words(tm: dict) -> str:
         f"The members' pneumonia logits differ by a median standard deviation of {spread['median_logit_std']:.2f} "
         f"(95th percentile {spread['p95_logit_std']:.2f}); the review page flags images where they disagree."
     )
-
-
-def number(value: float | None) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"

@@ -21,6 +21,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from pneumonia.training.framing import reframe
+
 ZOOM_RANGE = (0.85, 1.2)  # < 1 zooms out, > 1 zooms in
 ASPECT_LOG_RANGE = 0.22
 SHIFT = 0.06
@@ -128,12 +130,6 @@ def _resample(img: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(small, (s, s), interpolation=cv2.INTER_LINEAR)
 
 
-def _crop(img: np.ndarray, frac: float) -> np.ndarray:
-    s = img.shape[0]
-    m = int(s * frac)
-    return cv2.resize(img[m : s - m, m : s - m], (s, s), interpolation=cv2.INTER_LINEAR)
-
-
 def _noise(x: np.ndarray, sd: float) -> np.ndarray:
     rng = np.random.default_rng(0)
     return np.clip(x + rng.normal(0, sd, x.shape), 0, 1).astype(np.float32)
@@ -155,7 +151,7 @@ STRESS = {
     "blur": _per_image(lambda i: cv2.GaussianBlur(i, (0, 0), 1.2)),
     "noise": lambda x: _noise(x, 0.03),
     "low_resolution": _per_image(lambda i: _resample(i, 0.5)),
-    "crop_8pct": _per_image(lambda i: _crop(i, 0.08)),
+    "crop_8pct": _per_image(lambda i: reframe(i, 0.08, 0.08)),
 }
 
 

@@ -10,8 +10,6 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from pneumonia.core.kaggle_layout import scan
 
-PARTS = ("train", "val", "test")
-
 
 def patient_split(
     manifest: pd.DataFrame, seed: int = 42, n_folds: int = 10, val_folds: int = 1, test_folds: int = 1
@@ -45,12 +43,6 @@ def training_manifest(data_dir: str | Path, seed: int = 42, limit: int = 0) -> p
         shuffled = manifest.sample(frac=1.0, random_state=seed)
         manifest = shuffled.groupby(["part", "label"]).head(max(1, limit // 2)).reset_index(drop=True)
     return manifest
-
-
-def part_indices(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Row numbers of each part: {"train": ..., "val": ..., "test": ...}."""
-    part = manifest["part"].to_numpy()
-    return {k: np.flatnonzero(part == k) for k in PARTS}
 
 
 def patient_folds(manifest: pd.DataFrame, n_folds: int = 5, seed: int = 42) -> np.ndarray:

@@ -32,7 +32,7 @@ from pneumonia.serving.metadata import GATE_FILE, MODEL_FILE, ModelMetadata
 from pneumonia.training import artifacts
 from pneumonia.training.augment import stress_variants
 from pneumonia.training.fit import TrainingData
-from pneumonia.training.framing import CALIBRATION_REFRAMES, REFRAMES
+from pneumonia.training.framing import CALIBRATION_REFRAMES, REFRAMES, reframed_inputs
 from pneumonia.training.gate_fitting import acceptance_rate, fit_gate
 from pneumonia.training.network import EMBEDDING_LAYER, LAST_CONV_LAYER, MEMBER_LOGIT_LAYER, OUTPUTS
 
@@ -217,8 +217,7 @@ def validation_metrics(data: TrainingData, oof: OutOfFold, cal: dict, ops: dict)
             "NOT the official test split"
         ),
         "operating_point": DEFAULT_OPERATING_POINT,
-        **metrics_with_ci(y, p, threshold, groups=groups, subtypes=subtypes),
-        "ece": expected_calibration_error(y, p),
+        **metrics_with_ci(y, p, threshold, groups=groups, subtypes=subtypes),  # with "ece"
         "by_operating_point": {
             name: metrics_with_ci(y, p, op["threshold"], groups=groups, subtypes=subtypes, n_boot=300)
             for name, op in ops.items()
@@ -237,8 +236,6 @@ GATE_FRAMES = ("plain", "crop10", "crop125", "zoomout")  # tightly framed films 
 
 
 def framed_copies(x: np.ndarray) -> np.ndarray:
-    from pneumonia.training.framing import reframed_inputs
-
     return np.concatenate([reframed_inputs(x, f) for f in GATE_FRAMES])
 
 
@@ -247,8 +244,6 @@ def fit_gate_on_member(merged: keras.Model, data: TrainingData) -> tuple[dict, d
     limits set on half of its held-out fold's patients, acceptance measured on the other half, plain
     and cropped 10% per side."""
     import keras
-
-    from pneumonia.training.framing import reframed_inputs
 
     # only the first member's trunk: the embedding does not need the other members
     pooled = keras.layers.GlobalAveragePooling2D()(merged.get_layer(EMBEDDING_LAYER).output)

@@ -3,17 +3,11 @@ held-out validation x-rays."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from sklearn.covariance import LedoitWolf
 from sklearn.decomposition import PCA
 
 from pneumonia.serving.gate import Gate, appearance_error, appearance_vector, embedding_distance
-from pneumonia.serving.model import forward
-
-if TYPE_CHECKING:
-    import keras
 
 PCA_COMPONENTS = 40
 # The limits are this quantile of the validation x-rays' scores, times a margin.
@@ -46,15 +40,3 @@ def acceptance_rate(params: dict[str, np.ndarray], inputs: np.ndarray, embedding
     """Share of ``inputs`` that pass both learned checks of the gate."""
     app, dist = Gate(params).scores(inputs, embeddings)
     return float(((app <= params["appearance_limit"]) & (dist <= params["embedding_limit"])).mean())
-
-
-def fit_gate_on_parts(fwd: keras.Model, x_all: np.ndarray, parts: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Gate parameters fitted on the training part, and its acceptance on validation and internal test."""
-    inputs = {k: x_all[parts[k]].astype(np.float32) for k in ("train", "val", "test")}
-    embeddings = {k: forward(fwd, v)[1] for k, v in inputs.items()}
-    params = fit_gate(inputs["train"], embeddings["train"], inputs["val"], embeddings["val"])
-    acceptance = {
-        name: {"n": int(len(inputs[k])), "accepted": acceptance_rate(params, inputs[k], embeddings[k])}
-        for name, k in (("val", "val"), ("internal_test", "test"))
-    }
-    return params, acceptance
