@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# fixtures that start real servers (PostgreSQL, Orthanc, the OpenID Connect provider), one module each
+pytest_plugins: list[str] = []
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "assets" / "samples").glob("*.jpeg"))
 
