@@ -107,7 +107,7 @@ def summarise_group(sel: np.ndarray, areas: np.ndarray, heat: dict, base: np.nda
 
 
 def run(args: argparse.Namespace) -> dict:
-    from pneumonia.serving.explain import Explainer
+    from pneumonia.serving.explain import explainer_for
     from pneumonia.serving.model import Classifier
 
     t0 = time.perf_counter()
@@ -117,10 +117,7 @@ def run(args: argparse.Namespace) -> dict:
     inputs = [to_model_input(px, clf.spec) for px in pixels]
     masks = [lung_mask(x) for x in inputs]
     areas = np.array([m.mean() for m in masks])
-    explainers = {
-        m: Explainer(clf.model, m, last_conv_layer=clf.metadata.last_conv_layer, output_index=0)
-        for m in args.methods.split(",")
-    }
+    explainers = {m: explainer_for(clf, m) for m in args.methods.split(",")}
     heat = heatmap_figures(explainers, inputs, masks)
     base, varied = perturbed_probabilities(clf, pixels)
     threshold = clf.threshold(clf.default_operating_point)

@@ -51,7 +51,7 @@ def main() -> None:
             {
                 "model_version": clf.version,
                 "file_size_mb": round(model_file.stat().st_size / 2**20, 2),
-                "parameters": int(clf.model.count_params()),
+                "parameters": int(clf.keras_model().count_params()),
                 "input": f"{size}x{size}x1",
                 "load_seconds": round(load_s, 2),
                 "predict_latency_ms_median": round(1000 * statistics.median(lat), 1),

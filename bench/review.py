@@ -24,10 +24,10 @@ def first_result_seconds() -> tuple[float, float]:
     code = (
         "import time; t=time.perf_counter();"
         "from pneumonia.serving.model import Classifier; from pneumonia.serving.pipeline import score;"
-        "from pneumonia.serving.explain import Explainer; from pathlib import Path;"
+        "from pneumonia.serving.explain import explainer_for; from pathlib import Path;"
         "c=Classifier(); p=sorted(Path('assets/samples').glob('*.jpeg'))[0];"
         "r=score(c,[(p.name,p.read_bytes())],0.5)[0];"
-        "Explainer(c.model,'gradcam',last_conv_layer=c.metadata.last_conv_layer)(r.model_input);"
+        "explainer_for(c,'gradcam')(r.model_input);"
         "print(time.perf_counter()-t)"
     )
     t = time.perf_counter()
@@ -45,7 +45,7 @@ def main() -> None:
 
     from pneumonia.core.decode import load_xray
     from pneumonia.core.preprocess import to_model_input
-    from pneumonia.serving.explain import METHODS, Explainer
+    from pneumonia.serving.explain import METHODS, explainer_for
     from pneumonia.serving.model import Classifier
 
     sample = sorted((ROOT / "assets" / "samples").glob("*.jpeg"))[0]
@@ -55,7 +55,7 @@ def main() -> None:
     data = buf.getvalue()
 
     clf = Classifier()
-    explainers = {m: Explainer(clf.model, m, last_conv_layer=clf.metadata.last_conv_layer) for m in METHODS}
+    explainers = {m: explainer_for(clf, m) for m in METHODS}
     stages: dict[str, list[float]] = {k: [] for k in ("decode", "preprocess", "predict", "gate", *METHODS)}
     for i in range(args.repeats + 2):  # the first two are warm-up
         t = time.perf_counter()

@@ -17,7 +17,7 @@ from pneumonia.audit import AuditLog, default_path
 from pneumonia.insight.artifacts import Artifacts, load_artifacts
 from pneumonia.insight.eda_summary import load_summary
 from pneumonia.serving import site_points
-from pneumonia.serving.explain import Explainer, Heatmap, display_jpeg, window_level
+from pneumonia.serving.explain import Explainer, Heatmap, RuntimeGradcam, display_jpeg, explainer_for, window_level
 from pneumonia.serving.metadata import ModelMetadata, read_metadata
 from pneumonia.serving.model import Classifier
 from pneumonia.serving.pipeline import score
@@ -59,12 +59,11 @@ def operating_points() -> dict[str, dict]:
 
 
 @st.cache_resource(show_spinner=False)
-def _other_explainer(method: str, output_index: int = 0) -> Explainer:
-    clf = classifier()
-    return Explainer(clf.model, method, last_conv_layer=clf.metadata.last_conv_layer, output_index=output_index)
+def _other_explainer(method: str, output_index: int = 0) -> Explainer | RuntimeGradcam:
+    return explainer_for(classifier(), method, output_index)
 
 
-def explainer(method: str, output_index: int = 0) -> Explainer:
+def explainer(method: str, output_index: int = 0) -> Explainer | RuntimeGradcam:
     """Grad-CAM of the pneumonia output from the warm-up; other methods and outputs built on first use."""
     if method == "gradcam" and output_index == 0:
         return _wait(warm_up.loading()[1], "Preparing Grad-CAM...")

@@ -3,6 +3,8 @@ split.csv): merge them, calibrate, choose operating points, measure, fit the gat
 rest of the model folder.
 
 python -m pneumonia.finalize --data-dir DIR --run runs/NAME [--experiment-log models/experiments.csv]
+python -m pneumonia.finalize --export-runtime models/    (export the served graph of a finished model
+                                                         folder to ONNX again and record it in its metadata)
 """
 
 from __future__ import annotations
@@ -15,16 +17,40 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--run", required=True, help="folder with members/, run.json and split.csv from pneumonia.train")
+    p.add_argument("--data-dir")
+    p.add_argument("--run", help="folder with members/, run.json and split.csv from pneumonia.train")
+    p.add_argument("--export-runtime", metavar="MODEL_DIR", help="only export MODEL_DIR's served graph to ONNX")
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--experiment-log", default="", help="CSV to append this run's figures to")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    if args.export_runtime:
+        export_runtime(Path(args.export_runtime))
+        return
+    if not (args.data_dir and args.run):
+        p.error("--data-dir and --run are required (or --export-runtime MODEL_DIR)")
     from pneumonia.training.finalize import finalize_saved_run
 
     experiment_log = Path(args.experiment_log) if args.experiment_log else None
     finalize_saved_run(Path(args.run), args.data_dir, Path(args.cache_dir), experiment_log)
+
+
+def export_runtime(model_dir: Path) -> None:
+    """Export and check on the sample x-rays shipped in assets/ (or on noise where there are none)."""
+    import numpy as np
+
+    from pneumonia.core.decode import load_xray
+    from pneumonia.core.preprocess import to_model_input
+    from pneumonia.serving.metadata import read_metadata
+    from pneumonia.training.runtime_export import export_model_dir
+
+    spec = read_metadata(model_dir).input_spec
+    samples = sorted((Path(__file__).resolve().parents[1] / "assets" / "samples").glob("*.jpeg"))
+
+    inputs = [to_model_input(load_xray(p.read_bytes(), p.name).pixels, spec) for p in samples]
+    inputs.append(np.random.default_rng(0).random((spec.size, spec.size, 1), np.float32))
+    metadata = export_model_dir(model_dir, np.stack(inputs))
+    logging.getLogger(__name__).info("exported %s: %s", metadata.runtime["file"], metadata.runtime)
 
 
 if __name__ == "__main__":

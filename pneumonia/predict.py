@@ -17,7 +17,7 @@ from pneumonia.serving.explain import METHODS
 
 if TYPE_CHECKING:
     from pneumonia.core.operating_points import ThresholdChoice
-    from pneumonia.serving.explain import Explainer
+    from pneumonia.serving.explain import Explainer, RuntimeGradcam
     from pneumonia.serving.results import ImageResult
 
 
@@ -57,7 +57,7 @@ def result_row(r: ImageResult, choice: ThresholdChoice, model_version: str) -> d
     }
 
 
-def write_heatmap(explainer: Explainer, r: ImageResult, heatmap_dir: Path) -> dict:
+def write_heatmap(explainer: Explainer | RuntimeGradcam, r: ImageResult, heatmap_dir: Path) -> dict:
     """Write the overlay PNG of a scored file; returns the row's heatmap fields."""
     from pneumonia.core.png import encode_png
     from pneumonia.serving.explain import overlay
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    from pneumonia.serving.explain import Explainer
+    from pneumonia.serving.explain import explainer_for
     from pneumonia.serving.model import DEFAULT_MODEL_DIR, Classifier
     from pneumonia.serving.pipeline import score_files
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     explainer = None
     if args.heatmap_dir:
-        explainer = Explainer(clf.model, args.method, last_conv_layer=clf.metadata.last_conv_layer)
+        explainer = explainer_for(clf, args.method)
     for r in score_files(clf, args.files, choice.threshold):
         row = result_row(r, choice, clf.version)
         if explainer is not None and r.scored:

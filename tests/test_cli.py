@@ -137,7 +137,7 @@ def test_tiny_training_run_end_to_end(samples, tmp_path):
     assert {"plain", "crop125", "zoomout"} <= set(tm["reframed"]) and "roc_auc" in tm["subtype"]
     # one schema: what the writer wrote is what the loader reads back
     assert read_metadata(out).to_dict() == meta
-    assert clf.model.get_layer(meta["last_conv_layer"]) and clf.model.get_layer(meta["logit_layer"])
+    assert clf.keras_model().get_layer(meta["last_conv_layer"]) and clf.keras_model().get_layer(meta["logit_layer"])
 
 
 @pytest.mark.slow

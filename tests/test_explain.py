@@ -11,7 +11,7 @@ from pneumonia.serving.explain import METHODS, Explainer, overlay
 
 
 def _explainer(classifier, method: str) -> Explainer:
-    return Explainer(classifier.model, method, last_conv_layer=classifier.metadata.last_conv_layer)
+    return Explainer(classifier.keras_model(), method, last_conv_layer=classifier.metadata.last_conv_layer)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_explainers_do_not_modify_the_shared_model(classifier, model_input):
     before = classifier.predict(model_input[None])[0].probability
     for method in METHODS:
         _explainer(classifier, method)
-    assert classifier.model.get_layer("logits").activation.__name__ == "linear"
+    assert classifier.keras_model().get_layer("logits").activation.__name__ == "linear"
     assert classifier.predict(model_input[None])[0].probability == pytest.approx(before, abs=1e-6)
 
 
@@ -58,8 +58,8 @@ def test_overlay_matches_the_xray(pneumonia_sample):
 def test_subtype_heatmap_differs_from_the_pneumonia_heatmap(classifier, model_input):
     """The heatmap can be asked what made an image look bacterial (the second logit)."""
     last = classifier.metadata.last_conv_layer
-    pneumonia = Explainer(classifier.model, "gradcam", last_conv_layer=last)(model_input)
-    bacterial = Explainer(classifier.model, "gradcam", last_conv_layer=last, output_index=1)(model_input)
+    pneumonia = Explainer(classifier.keras_model(), "gradcam", last_conv_layer=last)(model_input)
+    bacterial = Explainer(classifier.keras_model(), "gradcam", last_conv_layer=last, output_index=1)(model_input)
     assert not pneumonia.flat and not bacterial.flat
     assert not np.allclose(pneumonia.cam, bacterial.cam, atol=1e-3)
 
@@ -70,9 +70,9 @@ def test_one_pass_gradcam_equals_tf_keras_vis_gradcam(classifier, model_input):
     from tf_keras_vis.utils.scores import CategoricalScore
 
     last = classifier.metadata.last_conv_layer
-    fast = Explainer(classifier.model, "gradcam", last_conv_layer=last)
+    fast = Explainer(classifier.keras_model(), "gradcam", last_conv_layer=last)
     assert type(fast.visualizer).__name__ == "PatchGradcam"
-    library = Gradcam(classifier.model, clone=True)
+    library = Gradcam(classifier.keras_model(), clone=True)
     for index in (0, 1):
         fast.visualizer.output_index = index
         raw = library(

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from pneumonia.serving.runtime import PATCH_EVIDENCE
+
 if TYPE_CHECKING:
     import keras
 
@@ -64,11 +66,64 @@ class PatchGradcam:
     def __call__(self, _score, inputs: np.ndarray, **_kwargs) -> np.ndarray:
         patches = np.asarray(self.view.predict_on_batch(inputs), np.float32) - self.bias
         mean = patches[..., self.output_index :: self.n_outputs].mean(axis=-1)
-        # upsampled as tf-keras-vis does it (linear spline over the grid's corners)
-        from scipy.ndimage import zoom
+        return np.stack([upsample_like_tf_keras_vis(np.maximum(m, 0), inputs.shape[1:3]) for m in mean])
 
-        factors = (inputs.shape[1] / mean.shape[1], inputs.shape[2] / mean.shape[2])
-        return np.stack([zoom(np.maximum(m, 0), factors, order=1) for m in mean])
+
+def upsample_like_tf_keras_vis(cell_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A cell grid (h, w) brought to ``size`` as tf-keras-vis does it: a linear spline over the grid's
+    corners (scipy's zoom, order 1)."""
+    from scipy.ndimage import zoom
+
+    return zoom(cell_map, (size[0] / cell_map.shape[0], size[1] / cell_map.shape[1]), order=1)
+
+
+def normalised_heatmap(raw: np.ndarray, method: str) -> Heatmap:
+    """A raw map scaled to [0, 1], or flagged flat (zeros) when it carries no information."""
+    cam = np.nan_to_num(np.asarray(raw, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(cam.min()), float(cam.max())
+    if hi - lo < FLAT_RANGE:
+        return Heatmap(np.zeros(cam.shape, np.float32), True, method)
+    return Heatmap(((cam - lo) / (hi - lo)).astype(np.float32), False, method)
+
+
+def evidence_heatmap(patch_evidence: np.ndarray, size: int, n_outputs: int, output_index: int = 0) -> Heatmap:
+    """Grad-CAM of a patch-evidence model from the patch evidence its forward pass already gives
+    (see :class:`PatchGradcam`): ReLU of the members' mean evidence for the chosen output, upsampled."""
+    mean = np.asarray(patch_evidence, np.float32)[..., output_index::n_outputs].mean(axis=-1)
+    return normalised_heatmap(upsample_like_tf_keras_vis(np.maximum(mean, 0), (size, size)), "gradcam")
+
+
+class RuntimeGradcam:
+    """The default heatmap on the serving runtime: no TensorFlow, no gradients, one forward pass
+    (about as cheap as the probability itself). Same call as :class:`Explainer`."""
+
+    method = "gradcam"
+
+    def __init__(self, classifier, output_index: int = 0):
+        self.classifier, self.output_index = classifier, output_index
+        self.n_outputs = len(classifier.outputs)
+
+    def __call__(self, model_input: np.ndarray) -> Heatmap:
+        batch = np.asarray(model_input, np.float32)[None]
+        evidence = self.classifier.run_graph(batch)[PATCH_EVIDENCE][0]
+        return evidence_heatmap(evidence, batch.shape[1], self.n_outputs, self.output_index)
+
+
+def explainer_for(classifier, method: str = "gradcam", output_index: int = 0):
+    """The heatmap for ``method``: Grad-CAM of a patch-evidence model on the serving runtime; any other
+    method (or a model without patch evidence) through tf-keras-vis on the Keras model, which imports
+    TensorFlow the first time a reader asks for one."""
+    if method not in METHODS:
+        raise ValueError(f"unknown heatmap method {method!r}; choose from {', '.join(METHODS)}")
+    runtime = classifier.metadata.runtime or {}
+    if method == "gradcam" and PATCH_EVIDENCE in runtime.get("outputs", []):
+        return RuntimeGradcam(classifier, output_index)
+    return Explainer(
+        classifier.keras_model(),
+        method,
+        last_conv_layer=classifier.metadata.last_conv_layer,
+        output_index=output_index,
+    )
 
 
 class Explainer:
@@ -117,11 +172,7 @@ class Explainer:
                 normalize_cam=False,
                 **kwargs,
             )
-        cam = np.nan_to_num(np.asarray(raw, np.float64)[0], nan=0.0, posinf=0.0, neginf=0.0)
-        lo, hi = float(cam.min()), float(cam.max())
-        if hi - lo < FLAT_RANGE:
-            return Heatmap(np.zeros(cam.shape, np.float32), True, self.method)
-        return Heatmap(((cam - lo) / (hi - lo)).astype(np.float32), False, self.method)
+        return normalised_heatmap(np.asarray(raw)[0], self.method)
 
 
 def overlay(pixels: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:

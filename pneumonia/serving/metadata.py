@@ -17,6 +17,7 @@ from pneumonia.core.preprocess import InputSpec
 
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.keras"
+RUNTIME_FILE = "model.onnx"  # the served graph for ONNX Runtime (pneumonia.training.runtime_export)
 GATE_FILE = "gate.npz"
 HISTORY_FILE = "history.csv"  # per-epoch training curves
 RUN_FILE = "run.json"  # how the model was trained (command, config, timing)
@@ -29,6 +30,7 @@ EXPERIMENT_LOG_FILE = "experiments.csv"
 # what a training run writes into its output folder
 RUN_ARTIFACTS = (
     MODEL_FILE,
+    RUNTIME_FILE,
     METADATA_FILE,
     GATE_FILE,
     HISTORY_FILE,
@@ -65,6 +67,7 @@ class ModelMetadata:
     training: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
     official_test: dict | None = None
+    runtime: dict | None = None  # the exported served graph: engine, file, sha256, outputs
     extra: dict = field(default_factory=dict)  # keys this schema does not know, kept on a round trip
 
     @classmethod
@@ -77,8 +80,9 @@ class ModelMetadata:
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         out["input_spec"] = self.input_spec.to_dict()
-        if out["official_test"] is None:
-            del out["official_test"]
+        for optional in ("official_test", "runtime"):
+            if out[optional] is None:
+                del out[optional]
         return {**out, **self.extra}
 
     def resolve_threshold(

@@ -11,40 +11,13 @@ import numpy as np
 
 from pneumonia.core import calibration
 from pneumonia.core.operating_points import ThresholdChoice
-from pneumonia.serving.metadata import ModelMetadata, read_metadata
+from pneumonia.serving.metadata import RUNTIME_FILE, ModelMetadata, read_metadata
+from pneumonia.serving.runtime import EMBEDDING, MEMBER_LOGITS, PATCH_EVIDENCE, ServedGraph
 
 if TYPE_CHECKING:
     import keras
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
-
-
-def forward_model(model: keras.Model, logit_layer: str, embedding_layer: str) -> keras.Model:
-    """A view of ``model`` returning (logits, embedding) in one pass; a feature map given as the
-    embedding layer is averaged over space."""
-    import keras
-
-    embedding = model.get_layer(embedding_layer).output
-    if len(embedding.shape) == 4:
-        embedding = keras.layers.GlobalAveragePooling2D(name="embedding_mean")(embedding)
-    return keras.Model(model.input, [model.get_layer(logit_layer).output, embedding])
-
-
-def forward(fwd: keras.Model, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (N, C) and embeddings (N, D) for model inputs: C is the logit layer's width (for the
-    ensemble, two per member: pneumonia, bacterial).
-
-    ``predict_on_batch`` runs a compiled graph: about 5 ms for one image here, against 36 ms for
-    an eager call.
-    """
-    logits, embs = [], []
-    for i in range(0, len(x), batch_size):
-        lo, em = fwd.predict_on_batch(np.asarray(x[i : i + batch_size], np.float32))
-        logits.append(np.asarray(lo).reshape(len(lo), -1))
-        embs.append(np.asarray(em))
-    if not logits:
-        return np.zeros((0, fwd.outputs[0].shape[-1])), np.zeros((0, fwd.outputs[1].shape[-1]))
-    return np.concatenate(logits), np.concatenate(embs)
 
 
 @dataclass
@@ -54,6 +27,7 @@ class Prediction:
     embedding: np.ndarray
     bacterial_probability: float | None = None  # calibrated; bacterial rather than viral, if pneumonia
     ensemble_spread: float | None = None  # std of the members' calibrated pneumonia probabilities
+    patch_evidence: np.ndarray | None = None  # (14, 14, members * outputs): the default heatmap's source
 
 
 @dataclass
@@ -73,21 +47,29 @@ class EnsembleLogits:
 class Classifier:
     """Loads ``models/`` once; layer names, thresholds and calibration come from the metadata, not code."""
 
-    def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR):
-        import keras
-
+    def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR, threads: int | None = None):
         from pneumonia.serving.gate import Gate
 
         self.model_dir = Path(model_dir)
         self.metadata: ModelMetadata = read_metadata(self.model_dir)
-        self.model = keras.models.load_model(self.model_dir / self.metadata.model_file, compile=False)
-        self._forward = forward_model(self.model, self.metadata.logit_layer, self.metadata.embedding_layer)
+        runtime_file = (self.metadata.runtime or {}).get("file", RUNTIME_FILE)
+        # the served graph on ONNX Runtime: no TensorFlow at the reading station unless a
+        # tf-keras-vis heatmap is asked for (keras_model())
+        self.graph: ServedGraph = ServedGraph(self.model_dir / runtime_file, threads=threads)
         self.spec = self.metadata.input_spec
         self.gate = Gate.load(self.model_dir / self.metadata.gate_file)
-        # Streamlit sessions share this instance; a 5 ms forward pass is cheap to serialise and
-        # keeps Keras' lazily built predict function out of any race.
-        self._lock = threading.Lock()
-        self.predict(np.zeros((1, self.spec.size, self.spec.size, 1), np.float32))  # warm-up trace
+        self._keras_model: keras.Model | None = None
+        self._keras_lock = threading.Lock()
+
+    def keras_model(self) -> keras.Model:
+        """The trained Keras model, loaded (with TensorFlow) on first use: only the tf-keras-vis
+        heatmap methods need it."""
+        with self._keras_lock:
+            if self._keras_model is None:
+                import keras
+
+                self._keras_model = keras.models.load_model(self.model_dir / self.metadata.model_file, compile=False)
+            return self._keras_model
 
     @property
     def version(self) -> str:
@@ -109,11 +91,18 @@ class Classifier:
     def threshold(self, operating_point: str) -> float:
         return self.resolve_threshold(operating_point).threshold
 
+    def run_graph(self, batch: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """The served graph's outputs for model inputs, in chunks of ``batch_size``."""
+        parts = [self.graph.run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+        if not parts:
+            parts = [self.graph.run(np.zeros((1, self.spec.size, self.spec.size, 1), np.float32))]
+            return {k: v[:0] for k, v in parts[0].items()}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
     def predict(self, batch: np.ndarray) -> list[Prediction]:
         """Calibrated probabilities (and embeddings for the gate) for a batch of model inputs."""
-        with self._lock:
-            logits, embs = forward(self._forward, batch)
-        split = EnsembleLogits.from_raw(logits, self.outputs)
+        out = self.run_graph(np.asarray(batch, np.float32))
+        split = EnsembleLogits.from_raw(out[MEMBER_LOGITS], self.outputs)
         pneumonia = split.pneumonia.mean(axis=1)
         probs = calibration.apply(self.metadata.calibration, pneumonia)
         members = calibration.apply(self.metadata.calibration, split.pneumonia)
@@ -122,9 +111,10 @@ class Classifier:
             bacterial = [None] * len(probs)
         else:
             bacterial = calibration.apply(self.metadata.extra.get("subtype_calibration"), split.bacterial.mean(axis=1))
+        patches = out.get(PATCH_EVIDENCE, [None] * len(probs))
         return [
-            Prediction(float(lo), float(p), e, None if b is None else float(b), None if s is None else float(s))
-            for lo, p, e, b, s in zip(pneumonia, probs, embs, bacterial, spread)
+            Prediction(float(lo), float(p), e, None if b is None else float(b), None if s is None else float(s), pe)
+            for lo, p, e, b, s, pe in zip(pneumonia, probs, out[EMBEDDING], bacterial, spread, patches)
         ]
 
     @property

@@ -94,6 +94,14 @@ def json_safe(value):
     return value
 
 
+def write_metadata(out: Path, metadata: ModelMetadata) -> None:
+    """metadata.json alone (renamed into place), e.g. after the served graph was exported again."""
+    target = Path(out) / METADATA_FILE
+    part = target.with_suffix(".json.part")
+    part.write_text(json.dumps(json_safe(metadata.to_dict()), indent=2))
+    part.replace(target)
+
+
 def write_finalized(out: Path, run: FinalizedRun) -> None:
     """metadata.json, gate.npz, test metrics, predictions and the failure gallery."""
     out = Path(out)

@@ -387,6 +387,7 @@ def finalize(
     import keras
 
     from pneumonia.training.network import merge_members
+    from pneumonia.training.runtime_export import export_onnx
 
     t0 = time.time()
     merged = merge_members([keras.models.load_model(p, compile=False) for p in member_files], spec.size)
@@ -395,6 +396,7 @@ def finalize(
     log.info("fitting the chest x-ray gate...")
     gate_params, metrics["gate"] = fit_gate_on_member(merged, data)
     metadata = build_metadata(artifacts.save_model(merged, out), spec, (cal, sub_cal), ops, run_info)
+    metadata.runtime = export_onnx(merged, metadata, out)
     pool_predictions, hard_predictions = prediction_tables(data, oof, (cal, sub_cal))
     threshold = ops[DEFAULT_OPERATING_POINT]["threshold"]
     pool = ~data.manifest["hard_normal"].to_numpy()
