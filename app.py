@@ -11,9 +11,10 @@ from pages import warm_up  # noqa: E402 - after the sign of life; a light import
 
 warm_up.start_warm_up()  # the model and Grad-CAM load in a background thread while the page draws
 
-from pages import resources, widgets  # noqa: E402 - the heavier imports, while the model loads
+from pages import identity, resources, widgets  # noqa: E402 - the heavier imports, while the model loads
 
 starting.empty()
+identity.require_sign_in()  # with [auth] in the secrets: the sign-in screen, or who is signed in and a sign-out
 # Streamlit forgets a widget's value on pages that do not draw it; the reader's name is entered once
 # per session, so it is carried over to the other pages and back.
 if "reader" in st.session_state:

@@ -1,0 +1,177 @@
+"""Who is reading: the hospital's sign-in (OpenID Connect through ``st.login``) when the secrets have an
+``[auth]`` section, else a typed name that the audit trail marks as unverified.
+
+With sign-in, every page asks for it first, the sidebar shows who is signed in with a sign-out, and a
+read is recorded under the provider's stable subject (``sub``) and display name. An optional
+allow-list (``PNEUMONIA_READERS``, or ``[pneumonia] readers`` / ``reader_groups`` in the secrets)
+limits who may record reads; everyone signed in may still view.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import streamlit as st
+
+READERS_ENV = "PNEUMONIA_READERS"  # comma-separated e-mail addresses or subjects allowed to record reads
+DEFAULT_GROUP_CLAIM = "groups"  # Entra ID: "groups" or "roles"; Keycloak and Okta: a "groups" mapper
+DEFAULT_SIGN_IN_HOURS = 12.0  # one shift: after that the reader signs in again
+TYPED_READER_KEY = "reader"  # session state: the typed name, on a server without sign-in
+
+
+@dataclass(frozen=True)
+class Reader:
+    """The reader a read is recorded under. ``subject``: the provider's stable id, "" for a typed name."""
+
+    name: str
+    subject: str
+    verified: bool
+    refusal: str = ""  # why this reader may not record reads, in words; "" when they may
+
+    @property
+    def may_record(self) -> bool:
+        return not self.refusal
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Who may record reads. Empty: everyone who signs in."""
+
+    readers: frozenset[str] = frozenset()  # lower-case e-mail addresses or subjects
+    groups: frozenset[str] = frozenset()
+    group_claim: str = DEFAULT_GROUP_CLAIM
+
+    def __bool__(self) -> bool:
+        return bool(self.readers or self.groups)
+
+
+def sign_in_configured() -> bool:
+    """True when the secrets file has an ``[auth]`` section (Streamlit's sign-in is configured)."""
+    try:
+        return bool(st.secrets.load_if_toml_exists() and "auth" in st.secrets)
+    except Exception:  # an unreadable secrets file is reported by Streamlit itself
+        return False
+
+
+def _settings() -> Mapping:
+    """The ``[pneumonia]`` section of the secrets, or an empty one."""
+    try:
+        if st.secrets.load_if_toml_exists():
+            return st.secrets.get("pneumonia", {})
+    except Exception:  # an unreadable secrets file is reported by Streamlit itself
+        pass
+    return {}
+
+
+def _as_set(values: Iterable[str] | str | None) -> frozenset[str]:
+    if values is None:
+        return frozenset()
+    if isinstance(values, str):
+        values = values.split(",")
+    return frozenset(v.strip().lower() for v in values if str(v).strip())
+
+
+def allow_list(settings: Mapping | None = None, environ: Mapping[str, str] | None = None) -> AllowList:
+    """The allow-list from ``$PNEUMONIA_READERS`` and the secrets' ``[pneumonia]`` section together."""
+    settings = _settings() if settings is None else settings
+    environ = os.environ if environ is None else environ
+    return AllowList(
+        readers=_as_set(environ.get(READERS_ENV)) | _as_set(settings.get("readers")),
+        groups=_as_set(settings.get("reader_groups")),
+        group_claim=str(settings.get("group_claim", DEFAULT_GROUP_CLAIM)),
+    )
+
+
+def display_name(claims: Mapping) -> str:
+    """The name shown and recorded: the provider's ``name``, else its e-mail or user name, else the subject."""
+    for key in ("name", "email", "preferred_username", "sub"):
+        value = claims.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return "unknown"
+
+
+def refusal(claims: Mapping, allowed: AllowList) -> str:
+    """Why this signed-in user may not record reads ("" when they may)."""
+    if not claims.get("sub"):
+        return "Your sign-in did not give a stable user id (the provider's 'sub' claim); reads cannot be recorded."
+    if not allowed:
+        return ""
+    ids = {str(claims.get(k, "")).strip().lower() for k in ("sub", "email", "preferred_username")} - {""}
+    groups = claims.get(allowed.group_claim) or []
+    groups = {groups} if isinstance(groups, str) else set(groups)
+    if ids & allowed.readers or _as_set(groups) & allowed.groups:
+        return ""
+    return (
+        f"{display_name(claims)} is not on this server's list of readers: you can view images and results, "
+        "but not record reads. Ask the administrator to add you."
+    )
+
+
+def sign_in_expired(claims: Mapping, hours: float, now: float | None = None) -> bool:
+    """True when the sign-in (the provider's ``auth_time``, else the token's ``iat``) is older than ``hours``."""
+    signed_in = claims.get("auth_time") or claims.get("iat")
+    if not isinstance(signed_in, int | float):
+        return False
+    return (time.time() if now is None else now) - signed_in > hours * 3600
+
+
+def current_reader() -> Reader:
+    """The reader a read is recorded under: the signed-in user, or the typed (unverified) name."""
+    if not sign_in_configured():
+        typed = str(st.session_state.get(TYPED_READER_KEY, "")).strip()
+        why = "" if typed else "Enter your name or initials under **Reader** in the sidebar first."
+        return Reader(typed, "", False, why)
+    claims = st.user.to_dict() if st.user.is_logged_in else {}
+    if not claims:
+        return Reader("", "", False, "Sign in first.")
+    return Reader(display_name(claims), str(claims.get("sub", "")), True, refusal(claims, allow_list()))
+
+
+def sign_out() -> None:
+    """End the session: forget everything this session held (worklist, uploads, reads), then sign out."""
+    st.session_state.clear()
+    st.logout()
+
+
+def _sign_in_screen() -> None:
+    st.title("Pneumonia x-ray review")
+    st.write("Sign in with your hospital account to review chest x-rays.")
+    st.button("Sign in", type="primary", on_click=st.login)
+    st.caption("Reads are recorded under the name and user id your hospital's sign-in gives.")
+
+
+def require_sign_in() -> None:
+    """With ``[auth]`` configured: a visitor who is not signed in sees only the sign-in screen (no page of
+    the app runs); one who is sees who is signed in, with a sign-out, in the sidebar."""
+    if not sign_in_configured():
+        return
+    hours = float(_settings().get("sign_in_hours", DEFAULT_SIGN_IN_HOURS))
+    if st.user.is_logged_in and sign_in_expired(st.user.to_dict(), hours):
+        sign_out()  # a shift's sign-in has run out: the reader signs in again
+    if not st.user.is_logged_in:
+        st.navigation([st.Page(_sign_in_screen, title="Sign in", default=True)], position="hidden").run()
+        st.stop()
+    reader = current_reader()
+    with st.sidebar:
+        st.markdown(f"Signed in as **{reader.name}**")
+        st.button("Sign out", on_click=sign_out, key="sign_out")
+
+
+def reader_field() -> None:
+    """The review page's reader control: nothing to type when signed in (a note when the reader may not
+    record reads); without sign-in, a typed name that the audit trail marks as unverified."""
+    if sign_in_configured():
+        reader = current_reader()
+        if not reader.may_record:
+            st.warning(reader.refusal)
+        return
+    st.text_input(
+        "Reader (your name or initials; unverified)",
+        key=TYPED_READER_KEY,
+        help="This server has no hospital sign-in, so the name is recorded as typed and marked unverified "
+        "in the audit trail. Entered once per session.",
+    )
