@@ -1,0 +1,98 @@
+"""The audit trail from the command line.
+
+python -m pneumonia.audit verify [--url URL]
+    one JSON line {"rows": N, "ok": true|false, "first_bad_row": id|null}; what broke goes to stderr.
+    Exit 0 when the chain is intact, 1 when a row was changed, removed or inserted out of order,
+    2 when the database cannot be read.
+python -m pneumonia.audit export --from YYYY-MM-DD --to YYYY-MM-DD [--url URL] --out FILE.csv
+    the reviews made on those days (UTC, both inclusive), with their hashes, as CSV.
+python -m pneumonia.audit upgrade [--url URL]
+    bring the schema up to date (run with the owner's URL on PostgreSQL).
+
+Without --url: $PNEUMONIA_AUDIT_URL, else the SQLite file $PNEUMONIA_AUDIT_DB or the user's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+from pneumonia.audit.database import AuditUnavailable
+from pneumonia.audit.log import AuditLog
+
+BROKEN, UNAVAILABLE = 1, 2
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-30") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pneumonia.audit", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    url_help = "database URL (sqlite:///PATH or postgresql://...); default: $PNEUMONIA_AUDIT_URL or the SQLite file"
+    verify = commands.add_parser("verify", help="check the hash chain", allow_abbrev=False)
+    verify.add_argument("--url", help=url_help)
+    export = commands.add_parser("export", help="the reviews of a date range as CSV", allow_abbrev=False)
+    export.add_argument("--from", dest="first_day", type=_day, required=True, help="first day (UTC), YYYY-MM-DD")
+    export.add_argument("--to", dest="last_day", type=_day, required=True, help="last day (UTC), YYYY-MM-DD")
+    export.add_argument("--url", help=url_help)
+    export.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    upgrade = commands.add_parser("upgrade", help="bring the schema up to date", allow_abbrev=False)
+    upgrade.add_argument("--url", help=url_help)
+    return parser
+
+
+def _verify(args: argparse.Namespace) -> int:
+    log = AuditLog(args.url, migrate=False)
+    verdict = log.verify()
+    log.close()
+    print(json.dumps(verdict.summary()))
+    print(verdict.reason, file=sys.stderr)
+    return 0 if verdict.ok else BROKEN
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.last_day < args.first_day:
+        print(f"--to {args.last_day} is before --from {args.first_day}", file=sys.stderr)
+        return UNAVAILABLE
+    log = AuditLog(args.url, migrate=False)
+    rows = log.between(args.first_day, args.last_day)
+    log.close()
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        rows.to_csv(args.out, index=False)
+    except OSError as error:
+        print(f"Cannot write {args.out}: {error.strerror}", file=sys.stderr)
+        return UNAVAILABLE
+    print(f"{len(rows)} reviews from {args.first_day} to {args.last_day} written to {args.out}")
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    log = AuditLog(args.url)
+    print(f"The audit trail at {log.where} is up to date.")
+    log.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    run = {"verify": _verify, "export": _export, "upgrade": _upgrade}[args.command]
+    try:
+        return run(args)
+    except AuditUnavailable as error:
+        print(str(error), file=sys.stderr)
+        return UNAVAILABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
