@@ -1,6 +1,7 @@
 """Score x-ray files from the command line, one JSON object per line and file.
 
     python -m pneumonia.predict FILE... [--operating-point balanced] [--method gradcam] [--heatmap-dir DIR]
+        [--heatmap-raw]
 
 Uses the same code path as the review page; a bad file never stops the others.
 """
@@ -29,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="custom threshold (overrides --operating-point)")
     p.add_argument("--method", default="gradcam", choices=list(METHODS))
     p.add_argument("--heatmap-dir", default=None, help="write an overlay PNG per scored file here")
+    p.add_argument(
+        "--heatmap-raw",
+        action="store_true",
+        help="with --heatmap-dir, also write each map as <stem>_<method>.npy: float32 at the model input's "
+        "resolution (224x224, the film squashed to a square as the model sees it), scaled to 0..1 as overlaid",
+    )
     return p
 
 
@@ -57,8 +64,11 @@ def result_row(r: ImageResult, choice: ThresholdChoice, model_version: str) -> d
     }
 
 
-def write_heatmap(explainer: Explainer | RuntimeGradcam, r: ImageResult, heatmap_dir: Path) -> dict:
-    """Write the overlay PNG of a scored file; returns the row's heatmap fields."""
+def write_heatmap(explainer: Explainer | RuntimeGradcam, r: ImageResult, heatmap_dir: Path, raw: bool = False) -> dict:
+    """Write the overlay PNG of a scored file (and with ``raw`` the map itself as .npy); returns the
+    row's heatmap fields."""
+    import numpy as np
+
     from pneumonia.core.png import encode_png
     from pneumonia.serving.explain import overlay
 
@@ -66,12 +76,18 @@ def write_heatmap(explainer: Explainer | RuntimeGradcam, r: ImageResult, heatmap
     heatmap_dir.mkdir(parents=True, exist_ok=True)
     path = heatmap_dir / f"{Path(r.name).stem}_{explainer.method.replace('+', 'p')}.png"
     path.write_bytes(encode_png(overlay(r.xray.pixels, heat.cam)))
-    return {"heatmap_flat": heat.flat, "heatmap": str(path)}
+    fields = {"heatmap_flat": heat.flat, "heatmap": str(path)}
+    if raw:
+        np.save(path.with_suffix(".npy"), np.asarray(heat.cam, np.float32))
+        fields["heatmap_raw"] = str(path.with_suffix(".npy"))
+    return fields
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.heatmap_raw and not args.heatmap_dir:
+        parser.error("--heatmap-raw needs --heatmap-dir, the folder the maps are written to")
 
     from pneumonia.serving.explain import explainer_for
     from pneumonia.serving.model import DEFAULT_MODEL_DIR, Classifier
@@ -88,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in score_files(clf, args.files, choice.threshold):
         row = result_row(r, choice, clf.version)
         if explainer is not None and r.scored:
-            row.update(write_heatmap(explainer, r, Path(args.heatmap_dir)))
+            row.update(write_heatmap(explainer, r, Path(args.heatmap_dir), args.heatmap_raw))
         print(json.dumps(row), flush=True)
     return 0
 

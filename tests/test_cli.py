@@ -157,3 +157,16 @@ def test_training_on_files_without_a_subtype_serves_pneumonia_only(samples, tmp_
     assert json.loads((out / "test_metrics.json").read_text())["subtype"] is None
     preds = Classifier(out).predict(np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32))
     assert all(p.bacterial_probability is None and 0 <= p.probability <= 1 for p in preds)
+
+
+def test_predict_cli_writes_the_raw_heatmap(samples, tmp_path):
+    res = _run("pneumonia.predict", str(samples[0]), "--heatmap-dir", str(tmp_path), "--heatmap-raw")
+    assert res.returncode == 0, res.stderr
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    raw = Path(row["heatmap_raw"])
+    assert raw.name == f"{samples[0].stem}_gradcam.npy" and raw.parent == tmp_path
+    cam = np.load(raw)
+    assert cam.dtype == np.float32 and cam.shape == (224, 224)
+    assert 0.0 <= cam.min() and cam.max() <= 1.0 and cam.max() > 0
+    refused = _run("pneumonia.predict", str(samples[0]), "--heatmap-raw")
+    assert refused.returncode == 2 and "--heatmap-raw needs --heatmap-dir" in refused.stderr
