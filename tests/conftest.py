@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # fixtures that start real servers (PostgreSQL, Orthanc, the OpenID Connect provider), one module each
-pytest_plugins: list[str] = ["tests.servers.oidc"]
+pytest_plugins: list[str] = ["tests.servers.oidc", "tests.servers.orthanc"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "assets" / "samples").glob("*.jpeg"))

@@ -1,0 +1,97 @@
+"""Chest radiograph studies for the PACS tests, built from the real samples in assets/samples:
+DICOM with proper CR/DX/CT SOP classes and study/series UIDs, loaded into a test Orthanc."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.uid import generate_uid
+
+from tests.dicom_factory import make_dicom
+
+SOP_CLASSES = {
+    "CR": "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
+    "DX": "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray Image Storage - For Presentation
+    "CT": "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+}
+
+
+@dataclass
+class TestStudy:
+    accession: str
+    patient_id: str
+    study_uid: str
+    study_date: str
+    instances: dict[str, bytes] = field(default_factory=dict)  # SOPInstanceUID -> DICOM bytes
+    kinds: dict[str, str] = field(default_factory=dict)  # SOPInstanceUID -> what it is (for test messages)
+    modality_of: dict[str, str] = field(default_factory=dict)
+
+    def chest(self) -> list[str]:
+        return [sop for sop, m in self.modality_of.items() if m in ("CR", "DX")]
+
+
+def grey(path: Path, side: int | None = None) -> np.ndarray:
+    img = Image.open(path).convert("L")
+    if side:
+        img = img.resize((side, side))
+    return np.asarray(img)
+
+
+def to_pacs_instance(dicom: bytes, study: TestStudy, modality: str, series_uid: str, number: int) -> bytes:
+    """``make_dicom``'s file turned into a CR/DX/CT instance of ``study``."""
+    ds = pydicom.dcmread(io.BytesIO(dicom))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SOP_CLASSES[modality]
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study.study_uid, series_uid
+    ds.AccessionNumber, ds.PatientID, ds.StudyDate = study.accession, study.patient_id, study.study_date
+    ds.StudyTime, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "101500", "1", number, number
+    ds.Modality = modality
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def add(study: TestStudy, dicom: bytes, modality: str, kind: str, series_uid: str | None = None, n: int = 1) -> None:
+    data = to_pacs_instance(dicom, study, modality, series_uid or generate_uid(), n)
+    sop = str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+    study.instances[sop], study.kinds[sop], study.modality_of[sop] = data, kind, modality
+
+
+def mixed_study(samples: list[Path], accession: str, date: str = "20240115") -> TestStudy:
+    """MONOCHROME2 8-bit DX, MONOCHROME1 12-bit CR, 16-bit DX, an adult, a lateral, a CT slice and a
+    DX object without pixel data, in one study."""
+    study = TestStudy(accession, f"PID-{accession}", generate_uid(), date)
+    normal = next(p for p in samples if p.name.startswith("NORMAL"))
+    pneumonia = next(p for p in samples if p.name.startswith("PNEUMONIA"))
+    other = [p for p in samples if p not in (normal, pneumonia)]
+    px = grey(normal)
+    add(study, make_dicom(px, bits=8, age="003Y", sex="F", view="PA"), "DX", "MONOCHROME2 8-bit child")
+    inverted = ((255 - grey(pneumonia).astype(np.uint16)) * 16).astype(np.uint16)
+    add(study, make_dicom(inverted, "MONOCHROME1", bits=12, age="004Y", sex="M", view="AP"), "CR", "MONOCHROME1 12-bit")
+    add(study, make_dicom(grey(other[0]).astype(np.uint16) * 257, bits=16, age="002Y", view="AP"), "DX", "16-bit")
+    add(study, make_dicom(grey(other[1]), bits=8, age="045Y", sex="M", view="PA"), "DX", "an adult")
+    lateral = np.ascontiguousarray(grey(other[2])[:, ::2])
+    add(study, make_dicom(lateral, bits=8, age="003Y", view="LL"), "DX", "a lateral")
+    add(study, make_dicom(grey(other[3], 256), bits=8, body_part="CHEST"), "CT", "a CT slice")
+    add(study, make_dicom(px[:64, :64], bits=8, with_pixels=False), "DX", "no pixel data")
+    return study
+
+
+def big_study(accession: str, n: int, side: int = 64) -> TestStudy:
+    """A study of ``n`` small DX instances in one series (for paging)."""
+    study = TestStudy(accession, f"PID-{accession}", generate_uid(), "20240201")
+    series = generate_uid()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        add(study, make_dicom(rng.integers(0, 255, (side, side), dtype=np.uint8), bits=8), "DX", "small", series, i + 1)
+    return study
+
+
+def load(orthanc, study: TestStudy) -> TestStudy:
+    for data in study.instances.values():
+        orthanc.upload(data)
+    return study
