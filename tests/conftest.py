@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # fixtures that start real servers (PostgreSQL, Orthanc, the OpenID Connect provider), one module each
-pytest_plugins: list[str] = ["tests.servers.oidc", "tests.servers.orthanc"]
+pytest_plugins: list[str] = ["tests.servers.oidc", "tests.servers.postgres", "tests.servers.orthanc"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "assets" / "samples").glob("*.jpeg"))
@@ -17,6 +17,7 @@ SAMPLES = sorted((ROOT / "assets" / "samples").glob("*.jpeg"))
 def _isolated_audit_db(tmp_path, monkeypatch):
     """No test ever writes to the user's real audit trail or site operating points."""
     monkeypatch.setenv("PNEUMONIA_AUDIT_DB", str(tmp_path / "audit.sqlite"))
+    monkeypatch.delenv("PNEUMONIA_AUDIT_URL", raising=False)
     monkeypatch.setenv("PNEUMONIA_SITE_POINTS", str(tmp_path / "site_operating_points.json"))
 
 
