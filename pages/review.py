@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import resources, widgets
+from pages import identity, resources, widgets
 from pneumonia.core.decode import dicom_context
 from pneumonia.core.operating_points import CUSTOM, ThresholdChoice, resolve_threshold
 from pneumonia.insight import report
@@ -48,11 +48,7 @@ def operating_point_control(points: dict[str, dict], default: str) -> ThresholdC
 
 def sidebar_settings() -> ThresholdChoice:
     with st.sidebar:
-        st.text_input(
-            "Reader (your name or initials)",
-            key="reader",
-            help="Entered once per session; saved with each review in the audit trail.",
-        )
+        identity.reader_field()  # signed-in reader, or a typed name marked unverified
         return operating_point_control(resources.operating_points(), resources.model_metadata().default_operating_point)
 
 
@@ -298,9 +294,9 @@ def review_form(result: ImageResult, choice: ThresholdChoice) -> report.ReaderRe
 def save_review(
     result: ImageResult, choice: ThresholdChoice, agrees: bool, comment: str, accession: str
 ) -> report.ReaderReview | None:
-    reader = st.session_state.get("reader", "").strip()
-    if not reader:
-        st.error("Enter your name or initials under **Reader** in the sidebar first.")
+    reader = identity.current_reader()
+    if not reader.may_record:
+        st.error(reader.refusal)
         return None
     resources.audit_log().record(
         image_sha256=result.xray.sha256,
@@ -312,9 +308,11 @@ def save_review(
         label=result.label,
         reader_agrees=agrees,
         comment=comment,
-        reader=reader,
+        reader=reader.name,
+        reader_id=reader.subject,
+        reader_verified=reader.verified,
     )
-    review = report.ReaderReview(reader, agrees, comment.strip(), accession.strip())
+    review = report.ReaderReview(reader.name, agrees, comment.strip(), accession.strip())
     saved_reviews()[result.xray.sha256] = review
     return review
 

@@ -16,7 +16,8 @@ if (!port || !clientId || !clientSecret || !redirectUri) {
   process.exit(2);
 }
 
-// login name on the provider's page -> the claims it releases; `sub` is the stable subject
+// login name on the provider's page -> the claims it releases. `sub` is the stable subject the client
+// sees: a pairwise identifier, as Entra ID gives each application its own, never the login name.
 const ACCOUNTS = {
   'ada.reader': {
     sub: 'f3b0c2a4-7d1e-4c55-9a61-0a2d6c1e9b17', name: 'Ada Reader', email: 'ada.reader@hospital.test', groups: ['radiologists'],
@@ -37,7 +38,10 @@ const configuration = {
     grant_types: ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
+    subject_type: 'pairwise',
   }],
+  subjectTypes: ['public', 'pairwise'],
+  pairwiseIdentifier: async (ctx, accountId) => ACCOUNTS[accountId].sub,
   claims: {
     openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'groups'],
   },
@@ -46,7 +50,7 @@ const configuration = {
   async findAccount(ctx, id) {
     const account = ACCOUNTS[id];
     if (!account) return undefined;
-    return { accountId: id, claims: async () => ({ ...account, email_verified: true }) };
+    return { accountId: id, claims: async () => ({ ...account, sub: id, email_verified: true }) };
   },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   jwks: { keys: [{ ...signingKey, kid: 'test-signing-key', use: 'sig', alg: 'RS256' }] },
