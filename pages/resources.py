@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from pages import warm_up, widgets
-from pneumonia.audit import AuditLog, default_path
+from pneumonia.audit import AuditLog, AuditUnavailable, default_url
 from pneumonia.insight.artifacts import Artifacts, load_artifacts
 from pneumonia.insight.eda_summary import load_summary
 from pneumonia.serving import site_points
@@ -84,13 +84,13 @@ def heatmap(image_key: str, method: str, _model_input: np.ndarray, output_index:
 
 
 @st.cache_resource
-def _audit_log(path: str) -> AuditLog:
-    return AuditLog(path)
+def _audit_log(url: str) -> AuditLog:
+    return AuditLog(url)
 
 
 def audit_log() -> AuditLog:
-    """The audit log at the configured path (one shared instance per path)."""
-    return _audit_log(str(default_path()))
+    """The audit log at the configured URL or SQLite path (one shared instance per database)."""
+    return _audit_log(default_url())
 
 
 @st.cache_data(show_spinner=False)
@@ -147,7 +147,11 @@ def display_image(image_sha256: str, level: float, window: float, _pixels: np.nd
 
 
 def audit_log_reviewed(image_sha256s: list[str]) -> set[str]:
-    return audit_log().reviewed(image_sha256s)
+    try:
+        return audit_log().reviewed(image_sha256s)
+    except AuditUnavailable as error:  # the worklist still shows; which images were reviewed is unknown
+        st.warning(str(error))
+        return set()
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
