@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -88,6 +89,22 @@ def _ignored(path: str) -> bool:
     return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
 
 
+def test_without_sign_in_a_typed_reader_is_recorded_unverified():
+    from streamlit.testing.v1 import AppTest
+
+    from pneumonia.audit import AuditLog
+
+    at = AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=180).run()
+    assert "unverified" in at.text_input(key="reader").label
+    at.selectbox(key="sample").select_index(1).run()
+    at.text_input(key="reader").input("AB").run()
+    at.radio[0].set_value("Agree")
+    next(b for b in at.button if b.label == "Save review").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    row = AuditLog().recent().iloc[0]
+    assert row["reader"] == "AB" and row["reader_id"] == "" and not row["reader_verified"]
+
+
 # ------------------------------------------------------------------ the app behind a real provider
 
 
@@ -143,6 +160,26 @@ def _healthy(url: str) -> bool:
             return answer.status == 200
     except OSError:
         return False
+
+
+def _upload_status(url: str, xsrf_token: str | None) -> int:
+    """What the server answers a file upload (to a session that does not exist) with or without the XSRF
+    token (the ``_streamlit_xsrf`` cookie echoed in the X-Xsrftoken header, as the app's page sends it)."""
+    request = urllib.request.Request(f"{url}/_stcore/upload_file/a-session/a-file", data=b"x", method="PUT")
+    if xsrf_token:
+        request.add_header("Cookie", f"_streamlit_xsrf={xsrf_token}")
+        request.add_header("X-Xsrftoken", xsrf_token)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def _xsrf_token(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=30) as answer:
+        cookies = answer.headers.get_all("Set-Cookie") or []
+    return next(c.split(";")[0].split("=", 1)[1] for c in cookies if c.startswith("_streamlit_xsrf="))
 
 
 def _sign_in(page, url: str, login: str) -> None:
@@ -202,6 +239,8 @@ def test_signed_in_reader_is_recorded_and_sign_out_ends_the_session(
         _record_read(page, pneumonia_sample)
         page.get_by_text("Review saved by Ada Reader").wait_for(timeout=WAIT_MS)
         assert cookie_secret not in page.content() and oidc_provider.client_secret not in page.content()
+        # XSRF protection on: an upload without the token is refused (403) before the session is even looked up
+        assert _upload_status(url, None) == 403 and _upload_status(url, _xsrf_token(url)) == 400
         _sign_out(page)
         assert not [c for c in context.cookies() if c["name"].startswith("_streamlit_user")]
         again = context.new_page()  # the same browser, a new tab: the sign-in is gone
