@@ -91,6 +91,9 @@ def running_provider(folder: Path):
     node = shutil.which("node")
     if node is None:
         _skip_or_fail("node is not on PATH")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()  # "v20.20.2"
+    if int(version.lstrip("v").split(".")[0] or 0) < 20:
+        _skip_or_fail(f"node {version} is too old: oidc-provider 9 needs Node.js 20 or later")
     if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
         _skip_or_fail(f"{OIDC_DIR / 'node_modules'} is missing")
     folder.mkdir(parents=True, exist_ok=True)
