@@ -268,6 +268,14 @@ def test_an_unreachable_database_is_named_without_its_password(postgres, tmp_pat
         assert "cannot be reached" in done.stderr
 
 
+def test_the_app_role_cannot_create_the_tables_and_says_who_can(postgres):
+    postgres.execute("CREATE DATABASE audit_unmigrated OWNER audit_owner")
+    app_url = postgres.url("audit_app", "audit_unmigrated")
+    with pytest.raises(AuditUnavailable, match="database owner runs `python -m pneumonia.audit upgrade"):
+        AuditLog(app_url)
+    postgres.execute("DROP DATABASE audit_unmigrated WITH (FORCE)")
+
+
 def test_verify_and_export_do_not_migrate(tmp_path):
     path = tmp_path / "old-unmigrated.sqlite"
     with sqlite3.connect(path) as db:

@@ -45,8 +45,7 @@ class AuditLog:
         self._clock = clock
         self._engine = database.make_engine(self.url)
         if migrate:
-            with database.database_errors(self.url, "preparing the audit tables"):
-                database.upgrade(self._engine)
+            self._upgrade()
         else:
             self._check_schema()
 
@@ -57,6 +56,18 @@ class AuditLog:
     def where(self) -> str:
         """The database's URL with the password hidden: safe to show and log."""
         return database.redacted(self.url)
+
+    def _upgrade(self) -> None:
+        try:
+            with database.database_errors(self.url, "preparing the audit tables"):
+                database.upgrade(self._engine)
+        except database.AuditUnavailable as error:
+            if "permission denied" not in str(error):
+                raise
+            raise database.AuditUnavailable(
+                f"{error} The app's database role may not create or change the audit tables: the database "
+                "owner runs `python -m pneumonia.audit upgrade --url <the owner's URL>` once (see the README)."
+            ) from None
 
     def _check_schema(self) -> None:
         with database.database_errors(self.url, "reading the audit trail"), self._engine.connect() as connection:
