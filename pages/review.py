@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import identity, resources, widgets
+from pages import identity, pacs_views, resources, widgets
 from pneumonia.core.decode import dicom_context
 from pneumonia.core.operating_points import CUSTOM, ThresholdChoice, resolve_threshold
 from pneumonia.insight import report
@@ -53,15 +53,16 @@ def sidebar_settings() -> ThresholdChoice:
 
 
 def chosen_files() -> list[tuple[str, bytes]]:
-    """The uploaded files, or else the sample the reader picked: (name, bytes) each."""
+    """The uploaded files and the images opened from the PACS, or else the sample the reader picked: (name, bytes)."""
     uploads = st.file_uploader(
         "Upload chest x-rays (PNG, JPEG, TIFF, BMP or DICOM; one or many)",
         accept_multiple_files=True,
         key="uploads",
         help="Files are processed in memory; only a SHA-256 of an image is stored, and only when you save a review.",
     )
-    if uploads:
-        return [(f.name, f.getvalue()) for f in uploads]
+    from_pacs = pacs_views.open_from_pacs()  # empty unless a PACS is configured
+    if uploads or from_pacs:
+        return [(f.name, f.getvalue()) for f in uploads or []] + from_pacs
     sample = st.selectbox(
         "...or try a sample x-ray from the data set (Kermany et al. 2018, CC BY 4.0)",
         [None, *resources.sample_files()],
@@ -366,5 +367,6 @@ if explain_why_not_scored(result):
 probability_panel(result, choice)
 viewer(result)
 review = review_form(result, choice)
+pacs_views.send_to_pacs(result, review)
 report_download(result, choice, review)
 audit_trail()

@@ -22,7 +22,7 @@ SOP_CLASSES = {
 
 
 @dataclass
-class TestStudy:
+class PacsStudy:
     accession: str
     patient_id: str
     study_uid: str
@@ -42,7 +42,7 @@ def grey(path: Path, side: int | None = None) -> np.ndarray:
     return np.asarray(img)
 
 
-def to_pacs_instance(dicom: bytes, study: TestStudy, modality: str, series_uid: str, number: int) -> bytes:
+def to_pacs_instance(dicom: bytes, study: PacsStudy, modality: str, series_uid: str, number: int) -> bytes:
     """``make_dicom``'s file turned into a CR/DX/CT instance of ``study``."""
     ds = pydicom.dcmread(io.BytesIO(dicom))
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SOP_CLASSES[modality]
@@ -55,16 +55,16 @@ def to_pacs_instance(dicom: bytes, study: TestStudy, modality: str, series_uid: 
     return buf.getvalue()
 
 
-def add(study: TestStudy, dicom: bytes, modality: str, kind: str, series_uid: str | None = None, n: int = 1) -> None:
+def add(study: PacsStudy, dicom: bytes, modality: str, kind: str, series_uid: str | None = None, n: int = 1) -> None:
     data = to_pacs_instance(dicom, study, modality, series_uid or generate_uid(), n)
     sop = str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
     study.instances[sop], study.kinds[sop], study.modality_of[sop] = data, kind, modality
 
 
-def mixed_study(samples: list[Path], accession: str, date: str = "20240115") -> TestStudy:
+def mixed_study(samples: list[Path], accession: str, date: str = "20240115") -> PacsStudy:
     """MONOCHROME2 8-bit DX, MONOCHROME1 12-bit CR, 16-bit DX, an adult, a lateral, a CT slice and a
     DX object without pixel data, in one study."""
-    study = TestStudy(accession, f"PID-{accession}", generate_uid(), date)
+    study = PacsStudy(accession, f"PID-{accession}", generate_uid(), date)
     normal = next(p for p in samples if p.name.startswith("NORMAL"))
     pneumonia = next(p for p in samples if p.name.startswith("PNEUMONIA"))
     other = [p for p in samples if p not in (normal, pneumonia)]
@@ -81,9 +81,9 @@ def mixed_study(samples: list[Path], accession: str, date: str = "20240115") -> 
     return study
 
 
-def big_study(accession: str, n: int, side: int = 64) -> TestStudy:
+def big_study(accession: str, n: int, side: int = 64) -> PacsStudy:
     """A study of ``n`` small DX instances in one series (for paging)."""
-    study = TestStudy(accession, f"PID-{accession}", generate_uid(), "20240201")
+    study = PacsStudy(accession, f"PID-{accession}", generate_uid(), "20240201")
     series = generate_uid()
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -91,7 +91,7 @@ def big_study(accession: str, n: int, side: int = 64) -> TestStudy:
     return study
 
 
-def load(orthanc, study: TestStudy) -> TestStudy:
+def load(orthanc, study: PacsStudy) -> PacsStudy:
     for data in study.instances.values():
         orthanc.upload(data)
     return study

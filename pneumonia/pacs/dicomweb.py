@@ -105,7 +105,7 @@ class InstanceRef:
     number: int | None = None
 
 
-def _value(record: dict, keyword: str) -> str:
+def qido_value(record: dict, keyword: str) -> str:
     """A QIDO JSON attribute as text ('' when absent)."""
     tag = pydicom.datadict.tag_for_keyword(keyword)
     item = record.get(f"{tag:08X}") or {}
@@ -226,10 +226,10 @@ class PacsClient:
             study_instance_uid=study,
             fields=("Modality", "BodyPartExamined", "SeriesNumber"),
         ):
-            if is_chest_radiograph(_value(series, "Modality"), _value(series, "BodyPartExamined")):
+            if is_chest_radiograph(qido_value(series, "Modality"), qido_value(series, "BodyPartExamined")):
                 chest.append(series)
             elif skipped is not None:
-                skipped[_value(series, "Modality") or "unknown"] += 1
+                skipped[qido_value(series, "Modality") or "unknown"] += 1
         return chest
 
     def instances(self, study: str, series: str, modality: str = "") -> Iterator[InstanceRef]:
@@ -240,25 +240,25 @@ class PacsClient:
             series_instance_uid=series,
             fields=INSTANCE_FIELDS,
         ):
-            number = _value(rec, "InstanceNumber")
+            number = qido_value(rec, "InstanceNumber")
             yield InstanceRef(
                 study,
                 series,
-                _value(rec, "SOPInstanceUID"),
-                _value(rec, "Modality") or modality,
-                _value(rec, "ViewPosition"),
-                _value(rec, "BodyPartExamined"),
-                _value(rec, "PatientAge"),
-                _value(rec, "PatientSex"),
+                qido_value(rec, "SOPInstanceUID"),
+                qido_value(rec, "Modality") or modality,
+                qido_value(rec, "ViewPosition"),
+                qido_value(rec, "BodyPartExamined"),
+                qido_value(rec, "PatientAge"),
+                qido_value(rec, "PatientSex"),
                 int(number) if number.isdigit() else None,
             )
 
     def chest_instances(self, query: StudyQuery, skipped: Counter | None = None) -> Iterator[InstanceRef]:
         """Every CR/DX image of every study matching ``query``, listed as it is needed."""
         for study in self.studies(query):
-            uid = _value(study, "StudyInstanceUID")
+            uid = qido_value(study, "StudyInstanceUID")
             for series in self.chest_series(uid, skipped):
-                for ref in self.instances(uid, _value(series, "SeriesInstanceUID"), _value(series, "Modality")):
+                for ref in self.instances(uid, qido_value(series, "SeriesInstanceUID"), qido_value(series, "Modality")):
                     if is_chest_radiograph(ref.modality or "CR", ref.body_part):
                         yield ref
 
@@ -277,7 +277,7 @@ class PacsClient:
             raise explain_failure(err, self.config, "checking which results are stored") from None
         except (requests.RequestException, ValueError) as err:
             raise explain_failure(err, self.config, "checking which results are stored") from None
-        return {_value(rec, "SOPInstanceUID") for rec in found}
+        return {qido_value(rec, "SOPInstanceUID") for rec in found}
 
     def store(self, datasets: list[pydicom.Dataset], study: str) -> None:
         """STOW-RS into ``study``; raises a PacsError naming how many the PACS refused."""
