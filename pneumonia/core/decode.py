@@ -54,10 +54,26 @@ class XRay:
     metadata: dict = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     pixels_sha256: str = ""  # of the decoded pixels: the same image saved under two names or formats
+    # set when ``pixels`` is a reduced decode (JPEG DCT scaling): the file's bytes, for full_pixels()
+    source: bytes | None = field(default=None, repr=False)
+    _full: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.pixels.shape[:2]
+
+    @property
+    def reduced(self) -> bool:
+        """The pixels are a reduced-scale decode, enough for the model; the viewer asks full_pixels()."""
+        return self.source is not None
+
+    def full_pixels(self) -> np.ndarray:
+        """The pixels at the file's full resolution, decoded on first use (the image on screen only)."""
+        if self.source is None:
+            return self.pixels
+        if self._full is None:
+            self._full = load_xray(self.source).pixels
+        return self._full
 
 
 AGE_UNITS_PER_YEAR = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}
@@ -110,7 +126,9 @@ def to_uint8(arr: np.ndarray, notices: list[str] | None = None) -> np.ndarray:
     return np.clip((a - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _load_raster(data: bytes) -> XRay:
+def _load_raster(data: bytes, reduce_to: int | None = None) -> XRay:
+    """``reduce_to``: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both
+    sides at least this long; other formats decode in full."""
     notices: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -123,7 +141,10 @@ def _load_raster(data: bytes) -> XRay:
                     f"The image is too large to open safely ({w * h / 1e6:.0f} megapixels; the limit is "
                     f"{MAX_PIXELS / 1e6:.0f}). Please export a smaller copy."
                 )
+            if reduce_to and img.format == "JPEG":
+                img.draft(img.mode, (reduce_to, reduce_to))
             img.load()
+            reduced = img.size != (w, h)
     except InvalidImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -142,26 +163,31 @@ def _load_raster(data: bytes) -> XRay:
         img = ImageOps.exif_transpose(img)
         notices.append("Rotated according to the image's EXIF orientation.")
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        pixels = to_uint8(np.asarray(img), notices)
-    else:
-        if mode == "P":
-            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            notices.append("Converted a palette image to grayscale.")
-        if img.mode in ("RGBA", "LA", "PA"):
-            # Flatten transparency onto black, the background of a radiograph.
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-            img = Image.alpha_composite(background, rgba)
-            notices.append("Removed the alpha channel (transparent areas shown as black).")
-        if img.mode == "CMYK":
-            img = img.convert("RGB")
-            notices.append("Converted a CMYK image to grayscale.")
-        rgb = np.asarray(img.convert("RGB"))
-        pixels = np.asarray(img.convert("L"))
-        meta_colour = _colourfulness(rgb)
-        return XRay(pixels, "", fmt, {"format": fmt, "mode": mode, "colourfulness": meta_colour}, notices)
-    return XRay(pixels, "", fmt, {"format": fmt, "mode": mode, "colourfulness": 0.0}, notices)
+    pixels, colourfulness = _grey_pixels(img, notices)
+    xray = XRay(pixels, "", fmt, {"format": fmt, "mode": mode, "colourfulness": colourfulness}, notices)
+    xray.source = data if reduced else None
+    return xray
+
+
+def _grey_pixels(img: Image.Image, notices: list[str]) -> tuple[np.ndarray, float]:
+    """8-bit grey pixels of a decoded image and its colourfulness (0 for a grey-level mode)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return to_uint8(np.asarray(img), notices), 0.0
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        notices.append("Converted a palette image to grayscale.")
+    if img.mode in ("RGBA", "LA", "PA"):
+        # Flatten transparency onto black, the background of a radiograph.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, rgba)
+        notices.append("Removed the alpha channel (transparent areas shown as black).")
+    if img.mode == "CMYK":
+        img = img.convert("RGB")
+        notices.append("Converted a CMYK image to grayscale.")
+    if img.mode == "L":
+        return np.asarray(img), 0.0
+    return np.asarray(img.convert("L")), _colourfulness(np.asarray(img.convert("RGB")))
 
 
 def _colourfulness(rgb: np.ndarray) -> float:
@@ -234,12 +260,12 @@ def _safe_value(value: object) -> object:
     return str(value)
 
 
-def _load_or_refuse(data: bytes, dicom: bool) -> XRay:
+def _load_or_refuse(data: bytes, dicom: bool, reduce_to: int | None = None) -> XRay:
     """A damaged file can fail anywhere inside pydicom (it parses elements lazily) or Pillow (a TIFF
     without dimensions raises TypeError): whatever it raises becomes a refusal in words. Found by
     bench/fuzz_decode.py and tests/test_fuzz_decode.py."""
     try:
-        return _load_dicom(data) if dicom else _load_raster(data)
+        return _load_dicom(data) if dicom else _load_raster(data, reduce_to)
     except InvalidImage:
         raise
     except Exception as err:
@@ -247,13 +273,15 @@ def _load_or_refuse(data: bytes, dicom: bool) -> XRay:
         raise InvalidImage(f"The {kind} is corrupt or truncated ({type(err).__name__}).") from None
 
 
-def load_xray(data: bytes, filename: str = "") -> XRay:
-    """Decode an uploaded file into an :class:`XRay`, or raise :class:`InvalidImage`."""
+def load_xray(data: bytes, filename: str = "", reduce_to: int | None = None) -> XRay:
+    """Decode an uploaded file into an :class:`XRay`, or raise :class:`InvalidImage`. ``reduce_to``
+    (pixels): a large JPEG may be decoded at a reduced scale whose sides stay at least this long,
+    several times faster; :meth:`XRay.full_pixels` decodes the full resolution when it is needed."""
     if not data:
         raise InvalidImage("The file is empty.")
     if len(data) > MAX_BYTES:
         raise InvalidImage(f"The file is larger than {MAX_BYTES // 2**20} MB.")
-    xray = _load_or_refuse(data, _is_dicom(data, filename))
+    xray = _load_or_refuse(data, _is_dicom(data, filename), reduce_to)
     h, w = xray.pixels.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise InvalidImage(f"The image is too small to read ({w}x{h} pixels; at least {MIN_SIDE} on each side).")
