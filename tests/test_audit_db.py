@@ -282,6 +282,9 @@ def test_verify_and_export_do_not_migrate(tmp_path):
         db.executescript(_SCHEMA)
     done = _cli("verify", "--url", f"sqlite:///{path}")
     assert done.returncode == 2 and "upgrade" in done.stderr
+    missing = _cli("verify", "--url", f"sqlite:///{tmp_path / 'nowhere.sqlite'}")
+    assert missing.returncode == 2 and "no audit trail at" in missing.stderr
+    assert not (tmp_path / "nowhere.sqlite").exists()
     assert _cli("upgrade", "--url", f"sqlite:///{path}").returncode == 0
     assert _verify(f"sqlite:///{path}")[0] == {"rows": 0, "ok": True, "first_bad_row": None}
 

@@ -51,6 +51,8 @@ def resolve_url(target: str | Path | None = None) -> URL:
         target = default_url()
     if isinstance(target, Path) or "://" not in str(target):
         return URL.create("sqlite", database=str(Path(target)))
+    if str(target).startswith("sqlite:///") and "?" not in str(target):  # a file path, taken as it is
+        return URL.create("sqlite", database=str(target)[len("sqlite:///") :])
     try:
         url = make_url(str(target))
     except (sa.exc.ArgumentError, ValueError):

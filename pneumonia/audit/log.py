@@ -43,6 +43,8 @@ class AuditLog:
         self.url = database.resolve_url(target)
         self.path = Path(self.url.database) if self.url.get_backend_name() == "sqlite" else None
         self._clock = clock
+        if not migrate and self.path is not None and not self.path.is_file():
+            raise database.AuditUnavailable(f"There is no audit trail at {self.path}.")
         self._engine = database.make_engine(self.url)
         if migrate:
             self._upgrade()
@@ -54,8 +56,8 @@ class AuditLog:
 
     @property
     def where(self) -> str:
-        """The database's URL with the password hidden: safe to show and log."""
-        return database.redacted(self.url)
+        """The SQLite file, or the database's URL with the password hidden: safe to show and log."""
+        return str(self.path) if self.path is not None else database.redacted(self.url)
 
     def _upgrade(self) -> None:
         try:
@@ -119,8 +121,8 @@ class AuditLog:
         ``reader_verified`` True only when the identity came from sign-in.
         """
         row = self._row({name: value for name, value in locals().items() if name != "self"})
-        row["time"] = chain.canonical_time(self._clock())
         with database.database_errors(self.url, "saving the review"), database.write_transaction(self._engine) as db:
+            row["time"] = chain.canonical_time(self._clock())  # under the lock: times follow the ids
             last = db.execute(sa.select(reviews.c.id, reviews.c.row_hash).order_by(reviews.c.id.desc()).limit(1))
             last = last.first()
             row["id"], row["prev_hash"] = (last.id + 1, last.row_hash) if last else (1, chain.GENESIS)
