@@ -102,10 +102,12 @@ def _as_postgres(folder: Path) -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
-def _run(command: list[str], what: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=START_TIMEOUT_S)
+def _run(command: list[str], what: str, folder: Path) -> None:
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=START_TIMEOUT_S)
     if done.returncode != 0:
-        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        log = folder / "server.log"
+        detail = (done.stderr + (log.read_text(errors="replace") if log.exists() else "")).strip()
+        raise RuntimeError(f"{what} failed ({done.returncode}): {detail[-2000:]}")
 
 
 def _wait_until_accepting(server: PostgresServer) -> None:
@@ -132,11 +134,11 @@ def _start(bin_dir: Path, folder: Path) -> PostgresServer:
     data = folder / "data"
     initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}"]
     initdb += ["--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"]
-    _run(prefix + initdb, "initdb")
+    _run(prefix + initdb, "initdb", folder)
     port = _free_port()
     options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={folder} -c fsync=off"
     start = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options]
-    _run(prefix + [*start, "-w", "-t", str(START_TIMEOUT_S), "start"], "pg_ctl start")
+    _run(prefix + [*start, "-w", "-t", str(START_TIMEOUT_S), "start"], "pg_ctl start", folder)
     server = PostgresServer(port, folder, passwords)
     _wait_until_accepting(server)
     server.execute(
@@ -149,7 +151,7 @@ def _start(bin_dir: Path, folder: Path) -> PostgresServer:
 def _stop(bin_dir: Path, folder: Path) -> None:
     if (folder / "data" / "postmaster.pid").exists():
         stop = [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "fast", "-w", "stop"]
-        subprocess.run(_as_postgres(folder) + stop, capture_output=True, timeout=START_TIMEOUT_S)
+        subprocess.run(_as_postgres(folder) + stop, cwd=folder, capture_output=True, timeout=START_TIMEOUT_S)
     shutil.rmtree(folder, ignore_errors=True)
 
 
