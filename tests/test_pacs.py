@@ -4,8 +4,10 @@ faults (401, PACS down, nothing found, a 200-instance study) answered in words."
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
+import threading
 import urllib.request
 from collections import Counter
 
@@ -100,7 +102,9 @@ def test_orthanc_holds_one_sr_per_instance_with_the_rows_probability(pushed, ort
             assert "balanced" in content["texts"]["Operating point"]
         else:
             assert content["probability"] is None
-            assert content["texts"]["Reason the image was not scored"] == (row["error"] if row["status"] == "unreadable" else row["gate_reason"])
+            assert content["texts"]["Reason the image was not scored"] == (
+                row["error"] if row["status"] == "unreadable" else row["gate_reason"]
+            )
 
 
 def test_orthanc_holds_one_heatmap_sc_per_scored_instance(pushed, orthanc):
@@ -198,3 +202,53 @@ def test_config_from_a_toml_file_and_secrets_never_shown(tmp_path):
     with pytest.raises(ValueError, match="ends before it starts"):
         parse_date_range("20240201-20240101")
     assert "pw" not in str(PacsConfig("https://u:pw@h/x").shown_url)
+
+
+class _FaultyPacs(http.server.BaseHTTPRequestHandler):
+    """A stand-in for a failing PACS (Orthanc cannot be made to answer 503 or hang): every request
+    is counted, then answered 503 or left without an answer."""
+
+    requests_seen = 0
+    hang = False
+    release = threading.Event()
+
+    def do_GET(self):
+        type(self).requests_seen += 1
+        if type(self).hang:
+            type(self).release.wait(30)  # no answer until the test is over
+            return
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def faulty_pacs():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FaultyPacs)
+    _FaultyPacs.requests_seen, _FaultyPacs.hang = 0, False
+    _FaultyPacs.release.clear()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+    _FaultyPacs.release.set()
+    server.shutdown()
+
+
+def test_server_errors_are_retried_with_back_off_then_said_in_words(faulty_pacs):
+    _, url = faulty_pacs
+    client = PacsClient(PacsConfig(url, retries=2, timeout=5))
+    with pytest.raises(
+        PacsError, match=r"reported a server error \(HTTP 503\) while checking the connection \(tried 3"
+    ):
+        client.check()
+    assert _FaultyPacs.requests_seen == 3
+
+
+def test_a_slow_pacs_times_out_with_a_message(faulty_pacs):
+    _, url = faulty_pacs
+    _FaultyPacs.hang = True
+    with pytest.raises(PacsError, match=r"did not answer within 0.3 s while searching for studies \(tried 2 times\)"):
+        list(PacsClient(PacsConfig(url, retries=1, timeout=0.3)).studies(StudyQuery(accession="X")))

@@ -147,6 +147,14 @@ def _session(config: PacsConfig) -> requests.Session:
     return session
 
 
+def _timed_out(err: Exception) -> bool:
+    """True when retries ran out on read timeouts (requests reports that as a ConnectionError)."""
+    from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+
+    reason = err.args[0] if err.args else None
+    return isinstance(reason, MaxRetryError) and isinstance(reason.reason, ReadTimeoutError)
+
+
 def explain_failure(err: Exception, config: PacsConfig, what: str) -> PacsError:
     """A requests or HTTP failure as a sentence for the reader (never the password or token)."""
     where = config.shown_url
@@ -170,7 +178,7 @@ def explain_failure(err: Exception, config: PacsConfig, what: str) -> PacsError:
             f"The PACS at {where} presented a certificate this workstation does not trust while {what}: "
             "set PNEUMONIA_PACS_CA_BUNDLE to the hospital's CA certificates."
         )
-    if isinstance(err, requests.Timeout):
+    if isinstance(err, requests.Timeout) or _timed_out(err):
         return PacsError(f"The PACS at {where} did not answer within {config.timeout:g} s while {what}{tries}.")
     if isinstance(err, (requests.ConnectionError, requests.exceptions.RetryError)):
         return PacsError(
