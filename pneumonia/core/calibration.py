@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 
 def fit_platt(logits: np.ndarray, y_true: np.ndarray) -> dict:
     """Fit p = sigmoid(a * logit + b); returns the parameters stored in the model metadata."""
+    from sklearn.linear_model import LogisticRegression  # fitting only: serving never imports scikit-learn
+
     lr = LogisticRegression(C=1e4, max_iter=1000)
     lr.fit(np.asarray(logits, float).reshape(-1, 1), np.asarray(y_true).astype(int))
     return {"method": "platt", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}

@@ -1,16 +1,18 @@
 """Classification metrics over arrays, with patient-level bootstrap confidence intervals.
 
-Thin wrappers over scikit-learn so that every page and report names the same quantities.
+Thin wrappers over scikit-learn so that every page and report names the same quantities. scikit-learn
+is imported where a metric needs it: serving reads thresholds through this module and must start fast.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score
 
 
 def confusion(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
     """(tn, fp, fn, tp) with "positive" meaning probability >= threshold."""
+    from sklearn.metrics import confusion_matrix
+
     pred = (np.asarray(prob) >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(np.asarray(y_true).astype(int), pred, labels=[0, 1]).ravel()
     return int(tn), int(fp), int(fn), int(tp)
@@ -58,6 +60,8 @@ def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, n_bins: int
 
 def binary_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
     """The evaluate CLI's metrics: n, accuracy, roc_auc, sensitivity, specificity, ... confusion_matrix."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
     y, p = np.asarray(y_true).astype(int), np.asarray(prob, float)
     tn, fp, fn, tp = confusion(y, p, threshold)
     out = {"n": int(len(y)), "threshold": float(threshold)}
@@ -79,6 +83,8 @@ def bootstrap_ci(
     keys: tuple[str, ...] = ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "npv", "f1"),
 ) -> dict[str, list[float]]:
     """95% percentile intervals, resampling patients (not images) when ``groups`` is given."""
+    from sklearn.metrics import roc_auc_score
+
     y, p = np.asarray(y_true).astype(int), np.asarray(prob, float)
     rng = np.random.default_rng(seed)
     if groups is None:
@@ -132,6 +138,8 @@ def metrics_with_ci(
 def subtype_summary(subtypes: np.ndarray, bacterial_probability: np.ndarray | None) -> dict | None:
     """Bacterial (positive) vs viral over the pneumonia images whose subtype is known and that got a
     bacterial probability: ``{"n", "accuracy", "roc_auc"}`` (None where there is nothing to judge)."""
+    from sklearn.metrics import roc_auc_score
+
     if bacterial_probability is None:
         return None
     p = np.asarray(bacterial_probability, float)

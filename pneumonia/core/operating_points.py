@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from pneumonia.core.metrics import confusion, rates
 
@@ -32,6 +31,8 @@ POINTS = {
 
 def choose(y_true: np.ndarray, prob: np.ndarray) -> dict:
     """Thresholds for the three named operating points from (validation) labels and probabilities."""
+    from sklearn.metrics import roc_curve  # choosing only: serving never imports scikit-learn
+
     y, p = np.asarray(y_true).astype(int), np.asarray(prob, float)
     fpr, tpr, thr = roc_curve(y, p)  # thresholds in decreasing order, tpr increasing
     thr, tnr = np.clip(thr, 0.0, 1.0), 1 - fpr

@@ -32,7 +32,7 @@ class WorkerDied(RuntimeError):
 
 @contextlib.contextmanager
 def quiet_native_stderr():
-    """Silence what TensorFlow's C++ start-up writes straight to file descriptor 2 (it would break
+    """Silence what native libraries write straight to file descriptor 2 at start-up (it would break
     the progress bar); Python exceptions still propagate."""
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -46,30 +46,21 @@ def quiet_native_stderr():
 
 
 def load_classifier(model_dir: str) -> Classifier:
-    """A classifier for one worker: one thread, quietly."""
+    """A classifier for one worker: one thread for the runtime and OpenCV, quietly (the workers are
+    the parallelism)."""
     limit_threads()
     from pneumonia.serving.model import Classifier
 
     with quiet_native_stderr():
-        return Classifier(model_dir)
+        return Classifier(model_dir, threads=1)
 
 
 def limit_threads() -> None:
-    """One thread per worker for TensorFlow and OpenCV: the workers are the parallelism."""
-    for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ[var] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """One thread per worker for OpenMP and OpenCV; the runtime's session gets ``threads=1``."""
+    os.environ["OMP_NUM_THREADS"] = "1"
     import cv2
 
-    with quiet_native_stderr():
-        import tensorflow as tf
-
     cv2.setNumThreads(1)
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # TensorFlow was already initialised in this process; the environment still holds
 
 
 def _score_one_by_one(clf: Classifier, named: list[tuple[str, bytes]], threshold: float) -> list[ImageResult]:
