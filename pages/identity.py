@@ -9,10 +9,13 @@ limits who may record reads; everyone signed in may still view.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -111,6 +114,11 @@ def refusal(claims: Mapping, allowed: AllowList) -> str:
     )
 
 
+def signed_in() -> bool:
+    """True when this session's browser came back from the provider signed in (``st.user``)."""
+    return bool(st.user.get("is_logged_in", False))
+
+
 def sign_in_expired(claims: Mapping, hours: float, now: float | None = None) -> bool:
     """True when the sign-in (the provider's ``auth_time``, else the token's ``iat``) is older than ``hours``."""
     signed_in = claims.get("auth_time") or claims.get("iat")
@@ -125,7 +133,7 @@ def current_reader() -> Reader:
         typed = str(st.session_state.get(TYPED_READER_KEY, "")).strip()
         why = "" if typed else "Enter your name or initials under **Reader** in the sidebar first."
         return Reader(typed, "", False, why)
-    claims = st.user.to_dict() if st.user.is_logged_in else {}
+    claims = st.user.to_dict() if signed_in() else {}
     if not claims:
         return Reader("", "", False, "Sign in first.")
     return Reader(display_name(claims), str(claims.get("sub", "")), True, refusal(claims, allow_list()))
@@ -137,10 +145,41 @@ def sign_out() -> None:
     st.logout()
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def _provider_problem(metadata_url: str) -> str:
+    """Why the provider's discovery document cannot be had ("" when it answers), in words."""
+    host = urlsplit(metadata_url).netloc or metadata_url
+    try:
+        with urllib.request.urlopen(metadata_url, timeout=5) as answer:
+            json.loads(answer.read())["authorization_endpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return (
+            f"The hospital's sign-in service ({host}) does not answer, so nobody can sign in right now. "
+            "Try again in a minute; if it goes on, tell IT."
+        )
+    return ""
+
+
+def sign_in_problem() -> str:
+    """Why sign-in cannot start on this server ("" when it can): settings missing from ``[auth]``
+    (Streamlit's own check), or a provider that does not answer."""
+    from streamlit.auth_util import validate_auth_credentials
+    from streamlit.errors import StreamlitAuthError
+
+    try:
+        validate_auth_credentials("default")
+    except StreamlitAuthError as incomplete:
+        return f"Sign-in is set up incompletely on this server: {' '.join(str(incomplete).split())} Tell IT."
+    return _provider_problem(str(st.secrets["auth"].get("server_metadata_url", "")))
+
+
 def _sign_in_screen() -> None:
     st.title("Pneumonia x-ray review")
     st.write("Sign in with your hospital account to review chest x-rays.")
-    st.button("Sign in", type="primary", on_click=st.login)
+    problem = sign_in_problem()
+    if problem:
+        st.error(problem)
+    st.button("Sign in", type="primary", on_click=st.login, disabled=bool(problem))
     st.caption("Reads are recorded under the name and user id your hospital's sign-in gives.")
 
 
@@ -150,9 +189,9 @@ def require_sign_in() -> None:
     if not sign_in_configured():
         return
     hours = float(_settings().get("sign_in_hours", DEFAULT_SIGN_IN_HOURS))
-    if st.user.is_logged_in and sign_in_expired(st.user.to_dict(), hours):
+    if signed_in() and sign_in_expired(st.user.to_dict(), hours):
         sign_out()  # a shift's sign-in has run out: the reader signs in again
-    if not st.user.is_logged_in:
+    if not signed_in():
         st.navigation([st.Page(_sign_in_screen, title="Sign in", default=True)], position="hidden").run()
         st.stop()
     reader = current_reader()

@@ -26,7 +26,7 @@ import pytest
 
 from pages import identity
 from tests import test_browser
-from tests.servers.oidc import ACCOUNTS, OidcProvider
+from tests.servers.oidc import ACCOUNTS, OidcProvider, free_port
 from tests.test_browser import WAIT_MS, settle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,3 +308,17 @@ def test_no_patient_identifiers_file_names_or_secrets_in_the_server_logs(
     for secret in (cookie_secret, oidc_provider.client_secret):
         assert secret not in log, "a secret appears in the server log"
     assert not re.search(r"Traceback", log), log[-3000:]
+
+
+@pytest.mark.browser
+def test_the_sign_in_screen_says_when_the_provider_does_not_answer(browser, cookie_secret, tmp_path):
+    """[auth] names a provider that is down: every page, even one asked for by its address, shows the
+    sign-in screen with the reason, and its button is disabled."""
+    down = OidcProvider(f"http://127.0.0.1:{free_port()}", "pneumonia-review", "unused", free_port(), tmp_path / "x")
+    with signed_in_app(tmp_path, down, cookie_secret) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/performance")
+        page.get_by_text("does not answer, so nobody can sign in right now").wait_for(timeout=WAIT_MS)
+        assert page.get_by_role("button", name="Sign in").is_disabled()
+        assert page.get_by_role("heading", name="Model performance").count() == 0
+        page.close()
