@@ -108,9 +108,9 @@ def test_without_sign_in_a_typed_reader_is_recorded_unverified():
 # ------------------------------------------------------------------ the app behind a real provider
 
 
-def _start_app(tmp: Path, provider: OidcProvider, cookie_secret: str, extra_env: dict[str, str]):
+def _start_app(tmp: Path, provider: OidcProvider, cookie_secret: str, settings: str, extra_env: dict[str, str]):
     secrets_file = tmp / "secrets.toml"
-    secrets_file.write_text(provider.auth_secrets(cookie_secret))
+    secrets_file.write_text(provider.auth_secrets(cookie_secret) + settings)
     secrets_file.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PNEUMONIA_", "STREAMLIT_"))}
     env.update(
@@ -132,10 +132,11 @@ def _start_app(tmp: Path, provider: OidcProvider, cookie_secret: str, extra_env:
 
 
 @contextlib.contextmanager
-def signed_in_app(tmp: Path, provider: OidcProvider, cookie_secret: str, **extra_env: str):
-    """``streamlit run app.py`` on the provider's app port with an ``[auth]`` secrets file; yields its URL
-    once /_stcore/health answers; stops it (so the whole log can be read afterwards)."""
-    proc, log = _start_app(tmp, provider, cookie_secret, extra_env)
+def signed_in_app(tmp: Path, provider: OidcProvider, cookie_secret: str, settings: str = "", **extra_env: str):
+    """``streamlit run app.py`` on the provider's app port with an ``[auth]`` secrets file (plus
+    ``settings``, more TOML); yields its URL once /_stcore/health answers; stops it (so the whole log
+    can be read afterwards)."""
+    proc, log = _start_app(tmp, provider, cookie_secret, settings, extra_env)
     url = f"http://127.0.0.1:{provider.app_port}"
     deadline = time.monotonic() + 180
     try:
@@ -276,6 +277,34 @@ def test_a_reader_off_the_allow_list_can_view_but_not_record(
         assert page.get_by_text("Review saved by").count() == 0
         context.close()
     assert AuditLog(tmp_path / "audit.sqlite").recent(10).empty
+
+
+@pytest.mark.browser
+def test_a_group_on_the_allow_list_records_and_the_next_reader_on_the_same_browser_is_asked_again(
+    oidc_provider,
+    browser,
+    cookie_secret,
+    samples,
+    tmp_path,
+):
+    """[pneumonia] reader_groups against the group claim of the provider's ID token; on a shared
+    workstation the next person signs in with their own account after the first signs out."""
+    from pneumonia.audit import AuditLog
+
+    groups = '[pneumonia]\nreader_groups = ["radiologists"]\n'
+    with signed_in_app(tmp_path, oidc_provider, cookie_secret, groups) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        page = context.new_page()
+        _sign_in(page, url, "ada.reader")
+        _record_read(page, samples[0], "Disagree")
+        page.get_by_text("Review saved by Ada Reader").wait_for(timeout=WAIT_MS)
+        _sign_out(page)
+        _sign_in(page, url, "sam.viewer")  # the provider asks for the login again (prompt=login)
+        page.get_by_text("Sam Viewer is not on this server's list of readers").wait_for(timeout=WAIT_MS)
+        assert page.get_by_text("Review saved by").count() == 0  # nothing of the last reader's session
+        context.close()
+    rows = AuditLog(tmp_path / "audit.sqlite").recent(10)
+    assert list(rows["reader_id"]) == [ACCOUNTS["ada.reader"]["sub"]] and not rows.iloc[0]["reader_agrees"]
 
 
 @pytest.mark.browser
