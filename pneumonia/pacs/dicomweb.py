@@ -35,6 +35,7 @@ STUDY_FIELDS = (
     "ModalitiesInStudy",
     "NumberOfStudyRelatedInstances",
 )
+AS_STORED = ("application/dicom", "*")  # any transfer syntax: the instance as the PACS stored it
 _DATE = re.compile(r"^\d{4}-?\d{2}-?\d{2}$")
 
 
@@ -271,8 +272,17 @@ class PacsClient:
                         yield ref
 
     def retrieve(self, ref: InstanceRef) -> bytes:
-        """One instance as DICOM file bytes, in memory only."""
-        ds = self._call("fetching an image", self.web.retrieve_instance, ref.study, ref.series, ref.sop)
+        """One instance as DICOM file bytes, in memory only: uncompressed where the PACS can send it so,
+        else as stored (a PACS that cannot transcode answers 406)."""
+        args = (ref.study, ref.series, ref.sop)
+        try:
+            ds = self.web.retrieve_instance(*args)
+        except requests.HTTPError as err:
+            if err.response is None or err.response.status_code not in (400, 406):
+                raise explain_failure(err, self.config, "fetching an image") from None
+            ds = self._call("fetching an image", self.web.retrieve_instance, *args, media_types=(AS_STORED,))
+        except (requests.RequestException, ValueError) as err:
+            raise explain_failure(err, self.config, "fetching an image") from None
         return dataset_bytes(ds)
 
     def existing(self, study: str, series: str) -> set[str]:

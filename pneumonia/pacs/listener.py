@@ -191,7 +191,12 @@ class ChestListener:
             self.destination.store(objects, str(header.StudyInstanceUID))
         except PacsError as err:
             self.stats["send_failed"] += 1
-            LOG.error("Instance %s was scored but its results could not be sent: %s", name, err)
+            LOG.error(
+                "Instance %s was scored but its results could not be sent (%s) Send the image again once the "
+                "destination is back; it is not kept here.",
+                name,
+                err,
+            )
             return
         self.stats["sent"] += 1
         if result.scored:
