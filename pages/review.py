@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import identity, pacs_views, resources, widgets
+from pages import identity, pacs_views, reads, resources, view_keeper, widgets
 from pneumonia.core.decode import dicom_context
 from pneumonia.core.operating_points import CUSTOM, ThresholdChoice, resolve_threshold
 from pneumonia.insight import report
 from pneumonia.serving.explain import COLORMAPS, METHODS, PLOTLY_COLORSCALES, overlay
 from pneumonia.serving.results import ImageResult
 
-_REVIEWS = "saved_reviews"  # session state: image SHA-256 -> ReaderReview saved in this session
 _OPEN = "open_image"  # session state: SHA-256 of the image open below the worklist
+_ORDER = "worklist_order"  # session state: the worklist's items in J/K order
+_CONTROLS = "viewer_controls"  # session state: the viewer's last control settings
 
 
 def operating_point_control(points: dict[str, dict], default: str) -> ThresholdChoice:
@@ -73,7 +74,7 @@ def chosen_files() -> list[tuple[str, bytes]]:
 
 
 def saved_reviews() -> dict[str, report.ReaderReview]:
-    return st.session_state.setdefault(_REVIEWS, {})
+    return reads.session_reviews()
 
 
 def worklist_table(results: list[ImageResult]):
@@ -85,13 +86,15 @@ def worklist_table(results: list[ImageResult]):
     by_item = {i + 1: r for i, r in enumerate(results)}
     rows = [by_item[i] for i in table["item"]]
     table["thumbnail"] = [resources.thumbnail(r.xray.sha256, r.xray.pixels) if r.xray else None for r in rows]
-    table["probability_text"] = [report.format_probability(r.probability) if r.scored else "-" for r in rows]
+    # a number, so that sorting the column sorts probabilities (as text ">99.9%" sorted below "2.1%")
+    table["probability_percent"] = [report.probability_percent(r.probability) if r.scored else None for r in rows]
     table["label"] = [r.label or ("not scored" if r.xray else "unreadable") for r in rows]
     table["notes"] = [row_notes(r, dup) for r, dup in zip(rows, table["duplicate_of"])]
-    columns = ["item", "thumbnail", "probability_text", "label", "reviewed", "notes", "file"]
-    if table["bacterial_if_pneumonia"].notna().any():
-        columns.append("bacterial_if_pneumonia")
-    return table, by_item, columns
+    # the columns a reader sorts and reads first; the bacterial estimate beside the result, notes last
+    columns = ["item", "thumbnail", "probability_percent", "label", "bacterial_if_pneumonia", "reviewed", "file"]
+    if table["bacterial_if_pneumonia"].isna().all():
+        columns.remove("bacterial_if_pneumonia")
+    return table, by_item, [*columns, "notes"]
 
 
 def row_notes(result: ImageResult, duplicate_of: str) -> str:
@@ -103,50 +106,72 @@ def row_notes(result: ImageResult, duplicate_of: str) -> str:
     return "; ".join(notes)
 
 
-def select_row(key: str, order: list[str]) -> None:
-    rows = st.session_state[key].selection.rows
-    if rows:
-        st.session_state[_OPEN] = order[rows[0]]
+_TABLE_GENERATION = "worklist_generation"  # bumped to clear a clicked cell that no longer marks the open image
+
+
+def table_key() -> str:
+    return f"worklist_{st.session_state.get(_TABLE_GENERATION, 0)}"
+
+
+def select_row(order: list[str]) -> None:
+    """A click on any cell of a row opens that row's image (positions in the table as sent, whatever
+    the reader's sort)."""
+    cells = st.session_state[table_key()].selection.cells
+    if cells:
+        st.session_state[_OPEN] = order[cells[0][0]]
 
 
 def step(order: list[str], by: int) -> None:
     """Open the previous (-1) or next (+1) image in worklist order."""
     i = order.index(st.session_state[_OPEN]) if st.session_state.get(_OPEN) in order else 0
     st.session_state[_OPEN] = order[(i + by) % len(order)]
+    selection = st.session_state.get(table_key())
+    if selection is not None and selection.selection.cells:  # the highlighted cell would now mislead
+        st.session_state[_TABLE_GENERATION] = st.session_state.get(_TABLE_GENERATION, 0) + 1
 
 
 def worklist(results: list[ImageResult]) -> ImageResult:
     """The batch as a sortable worklist with a CSV export and keyboard navigation; returns the open result."""
     table, by_item, columns = worklist_table(results)
     keys = [f"{i}" for i in table["item"]]
+    st.session_state[_ORDER] = keys
     if st.session_state.get(_OPEN) not in keys:
         st.session_state[_OPEN] = keys[0]
     st.subheader(f"Worklist ({(table['status'] == 'scored').sum()} scored of {len(results)})")
     table["open"] = ["▶" if k == st.session_state[_OPEN] else "" for k in keys]
-    table_key = f"worklist_{st.session_state[_OPEN]}"  # a new key on each move clears a stale row selection
+    # one key while the reader works, so a sort they chose stays; a click on any cell opens its row
     st.dataframe(
         table,
         hide_index=True,
         column_order=["open", *columns],
-        on_select=lambda: select_row(table_key, keys),
-        selection_mode="single-row",
-        key=table_key,
+        on_select=lambda: select_row(keys),
+        selection_mode="single-cell",
+        key=table_key(),
         column_config=widgets.WORKLIST_COLUMNS,
     )
     left, mid, right = st.columns([1, 1, 2], vertical_alignment="center")
     left.button("Previous", shortcut="K", on_click=step, args=(keys, -1), width="stretch", key="previous")
     mid.button("Next", shortcut="J", on_click=step, args=(keys, +1), width="stretch", key="next")
     right.caption("Keys: J next, K previous. Click a row to open it.")
+    export_worklist(results, set(table.loc[table["reviewed"], "image_sha256"]))
+    return by_item[int(st.session_state[_OPEN])]
+
+
+@st.fragment
+def export_worklist(results: list[ImageResult], reviewed: set[str]) -> None:
+    """The CSV export in its own fragment: ticking "include file names" keeps the panel open."""
     with st.expander("Export the worklist"):
-        include_names = st.checkbox("Include file names in the CSV (they may contain patient identifiers)")
+        include_names = st.checkbox(
+            "Include file names in the CSV (they may contain patient identifiers)", key="export_names"
+        )
+        shas = [r.xray.sha256 for r in results if r.xray]
         st.download_button(
             "Download worklist CSV",
-            report.worklist_csv(results, include_names, set(saved_reviews())),
+            lambda: report.worklist_csv(results, include_names, reviewed, reads.reviews_of(shas, reviewed)),
             "worklist.csv",
             "text/csv",
             on_click="ignore",
         )
-    return by_item[int(st.session_state[_OPEN])]
 
 
 def image_header(result: ImageResult, results: list[ImageResult]) -> None:
@@ -183,7 +208,7 @@ def probability_panel(result: ImageResult, choice: ThresholdChoice) -> None:
         probability = report.format_probability(result.probability)
         st.metric("Pneumonia probability", probability, help="Calibrated on validation.", width="content")
         st.metric("Result", result.label, help=f"At the operating point {title}.", width="content")
-        st.metric("Threshold", f"{choice.threshold:.3f}", help=f"The cut-off of {title}.", width="content")
+        st.metric("Threshold", f"{choice.threshold:.1%}", help=f"The cut-off of {title}.", width="content")
     st.markdown(report.threshold_sentence(result, choice, title))
     if result.members_disagree:
         st.warning(
@@ -231,26 +256,60 @@ def viewer_controls(result: ImageResult) -> dict:
 
 @st.fragment
 def viewer(result: ImageResult) -> None:
-    """Window/level, zoom/pan and the heatmap overlay; reruns on its own, not with the whole page."""
-    c = viewer_controls(result)
+    """Window/level, zoom/pan and the heatmap overlay; reruns on its own, not with the whole page.
+    The film comes first and its controls under it, so the film and the result fit one screen."""
+    film, under = st.container(), st.container()
+    with under:
+        c = viewer_controls(result)
+    st.session_state[_CONTROLS] = c  # for preparing the neighbouring films
+    figure, heat, target = viewer_parts(result, c)
+    with film:
+        st.plotly_chart(figure, width="stretch", key="viewer", config={"displaylogo": False, "scrollZoom": True})
+        st.caption(viewer_caption(result, c, target))
+        if heat is not None and heat.flat:
+            st.warning(
+                f"The {METHODS[c['method']]} map is flat: no region stands out for this image. Try another method."
+            )
+
+
+def viewer_parts(result: ImageResult, c: dict):
+    """The viewer's figure (cached by content), the heatmap it shows and what the map explains, in words."""
     heat = resources.heatmap(result.xray.sha256, c["method"], result.model_input, c["output"]) if c["show"] else None
     url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], result.xray.pixels)
     cam = heat.cam if heat is not None and not heat.flat else None
     target = "the bacterial (rather than viral) score" if c["output"] == 1 else "the pneumonia score"
-    figure = widgets.xray_viewer(
+    return viewer_figure(result.xray.sha256, url, shape, c, target, _cam=cam), heat, target
+
+
+def prepare_neighbours(results: list[ImageResult], result: ImageResult) -> None:
+    """Build the next and previous films' heatmap, display image and figure for the controls as they are,
+    after this one is on screen, so that a J/K step finds them ready."""
+    order = [int(k) for k in st.session_state.get(_ORDER, [])]
+    controls = st.session_state.get(_CONTROLS)
+    if len(order) < 2 or sorted(order) != list(range(1, len(results) + 1)) or controls is None or result not in results:
+        return
+    i = order.index(results.index(result) + 1)
+    for item in dict.fromkeys([order[(i + 1) % len(order)], order[i - 1]]):
+        neighbour = results[item - 1]
+        if neighbour.scored and neighbour.xray:
+            outputs = resources.explainable_outputs() if neighbour.label == "PNEUMONIA" else {0: "Pneumonia"}
+            viewer_parts(neighbour, {**controls, "output": controls["output"] if controls["output"] in outputs else 0})
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def viewer_figure(image_sha256: str, url: str, shape: tuple, c: dict, target: str, _cam):
+    """The viewer's figure, built once per image and control setting (the cam follows from the image,
+    method and output in ``c``): a J/K step or a control set back costs no figure build."""
+    return widgets.xray_viewer(
         url,
         shape,
-        cam,
+        _cam,
         opacity=c["opacity"],
         colorscale=PLOTLY_COLORSCALES[c["colormap"]],
-        revision=result.xray.sha256,
+        revision=image_sha256,
         side_by_side=c["side_by_side"],
         target=target,
     )
-    st.plotly_chart(figure, width="stretch", key="viewer", config={"displaylogo": False, "scrollZoom": True})
-    st.caption(viewer_caption(result, c, target))
-    if heat is not None and heat.flat:
-        st.warning(f"The {METHODS[c['method']]} map is flat: no region stands out for this image. Try another method.")
 
 
 def viewer_caption(result: ImageResult, c: dict, target: str) -> str:
@@ -269,7 +328,7 @@ def viewer_caption(result: ImageResult, c: dict, target: str) -> str:
 
 def review_form(result: ImageResult, choice: ThresholdChoice) -> report.ReaderReview | None:
     """The reader's agree/disagree read, appended to the audit trail; stays filled in after saving."""
-    saved = saved_reviews().get(result.xray.sha256)
+    saved, earlier = reads.review_of(result.xray.sha256)
     key = result.xray.sha256[:16]
     with st.form(f"review_{key}"):
         st.markdown("**Your read** (saved to the audit trail with the image hash, not the image)")
@@ -288,7 +347,8 @@ def review_form(result: ImageResult, choice: ThresholdChoice) -> report.ReaderRe
             elif save_review(result, choice, agree == "Agree", comment, accession):
                 st.rerun()  # so the worklist's "reviewed" column shows it at once
     if saved is not None:
-        st.success(f"Review saved by {saved.reader}: {'agrees' if saved.agrees else 'disagrees'} with the model.")
+        when = " in an earlier session (from the audit trail)" if earlier else ""
+        st.success(f"Review saved by {saved.reader}{when}: {'agrees' if saved.agrees else 'disagrees'} with the model.")
     return saved
 
 
@@ -333,6 +393,7 @@ def report_download(result: ImageResult, choice: ThresholdChoice, review: report
         heatmap_flat=heat.flat,
         review=review,
         points=resources.operating_points(),
+        colormap=st.session_state.get("colormap", "jet"),
     )
     st.download_button(
         "Download report (PDF)",
@@ -348,25 +409,36 @@ def audit_trail() -> None:
         log = resources.audit_log()
         recent = log.recent(50)
         recent["time"] = recent["time"].str.replace("T", " ").str[:16]  # stored in UTC, to the second
+        recent["probability"] = recent["probability"].map(report.probability_percent)  # as the worklist shows it
         st.dataframe(recent, hide_index=True, column_config=widgets.AUDIT_COLUMNS, column_order=widgets.AUDIT_ORDER)
         st.download_button("Download audit trail CSV", log.to_csv(), "audit.csv", "text/csv")
 
 
+@st.fragment
+def reading_room(results: list[ImageResult], choice: ThresholdChoice) -> None:
+    """The worklist and the open image: J/K, a row click, a saved read or a PDF rerun only this part,
+    not the upload and the sidebar."""
+    result = worklist(results) if len(results) > 1 else results[0]
+    st.divider()
+    image_header(result, results)
+    if explain_why_not_scored(result):
+        return
+    probability_panel(result, choice)
+    viewer(result)
+    review = review_form(result, choice)
+    pacs_views.send_to_pacs(result, review)
+    report_download(result, choice, review)
+    prepare_neighbours(results, result)
+
+
 st.title("Review chest x-rays")
 choice = sidebar_settings()
+with st.sidebar:
+    view_keeper.keep_view()
 items = chosen_files()
 if not items:
     st.info("Upload one or more frontal chest radiographs to begin.")
     st.stop()
 results = resources.score_uploads(items, choice.threshold)
-result = worklist(results) if len(results) > 1 else results[0]
-st.divider()
-image_header(result, results)
-if explain_why_not_scored(result):
-    st.stop()
-probability_panel(result, choice)
-viewer(result)
-review = review_form(result, choice)
-pacs_views.send_to_pacs(result, review)
-report_download(result, choice, review)
+reading_room(results, choice)
 audit_trail()

@@ -55,6 +55,24 @@ def thumbnail_data_url(pixels: np.ndarray, side: int = 72) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(pixels, side)).decode()
 
 
+def fading_colorscale(name: str, fade_below: float = 0.3) -> list[list]:
+    """A Plotly colour scale whose low end fades to transparent: where the map has little evidence the
+    film shows through untinted (a dark or pink wash over the whole film hid it)."""
+    from plotly.colors import get_colorscale, unlabel_rgb
+
+    scale = []
+    for position, colour in get_colorscale(name):
+        r, g, b = unlabel_rgb(colour) if colour.startswith("rgb") else _hex_rgb(colour)
+        alpha = min(1.0, position / fade_below)
+        scale.append([position, f"rgba({r:.0f},{g:.0f},{b:.0f},{alpha:.2f})"])
+    return scale
+
+
+def _hex_rgb(colour: str) -> tuple[int, int, int]:
+    colour = colour.lstrip("#")
+    return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
+
+
 def heatmap_trace(
     cam: np.ndarray, shape: tuple[int, int], opacity: float, colorscale: str, target: str = "the pneumonia score"
 ) -> go.Heatmap:
@@ -70,11 +88,11 @@ def heatmap_trace(
         zmax=1.0,
         zsmooth="best",
         opacity=opacity,
-        colorscale=colorscale,
+        colorscale=fading_colorscale(colorscale),
         hoverinfo="skip",
         colorbar={
             "title": {"text": f"raised {target}", "side": "top"},
-            "tickvals": [0, 1],
+            "tickvals": [0.06, 0.94],  # inside the bar's ends: a label at 1.0 overflowed and was dropped
             "ticktext": ["least", "most"],
             "orientation": "h",
             "thickness": 10,
@@ -119,6 +137,8 @@ def xray_viewer(
     fig.update_layout(
         height=height, margin={"l": 0, "r": 0, "t": 30, "b": 40}, uirevision=revision, dragmode="pan", showlegend=False
     )
+    # pages/view_keeper.py finds the viewer by this and keeps the reader's zoom across re-renders
+    fig.update_layout(meta={"xray_viewer": revision, "width": w, "height": h})
     return fig
 
 
@@ -126,15 +146,27 @@ WORKLIST_COLUMNS = {
     "open": st.column_config.TextColumn("", width=24, help="The image open below"),
     "item": st.column_config.NumberColumn("#", width=36),
     "thumbnail": st.column_config.ImageColumn("Image", width=50),
-    "probability_text": st.column_config.TextColumn("Probability", width=82),
+    "probability_percent": st.column_config.NumberColumn(
+        "Probability",
+        format="%.1f%%",
+        width=82,
+        help="Calibrated pneumonia probability; sorts as a number. Shown between 0.1% and 99.9% "
+        "(the open image says '>99.9%' or '<0.1%').",
+    ),
     "label": st.column_config.TextColumn("Result", width=96),
     "reviewed": st.column_config.CheckboxColumn("Reviewed", width=72),
     "notes": st.column_config.TextColumn(
-        "Notes", width="large", help="Why an image was not scored, duplicates, disagreeing members"
+        "Notes", width="medium", help="Why an image was not scored, duplicates, disagreeing members"
     ),
-    "file": st.column_config.TextColumn("File", width="medium"),
+    "file": st.column_config.TextColumn("File", width=220),
     "bacterial_if_pneumonia": st.column_config.ProgressColumn(
-        "If pneumonia: bacterial", min_value=0.0, max_value=1.0, format="percent", width=110
+        "Bacterial?",
+        min_value=0.0,
+        max_value=1.0,
+        format="percent",
+        width=90,
+        help="If pneumonia: the estimated chance it is bacterial rather than viral (secondary; no basis for "
+        "prescribing).",
     ),
 }
 AUDIT_COLUMNS = {
@@ -143,7 +175,7 @@ AUDIT_COLUMNS = {
     "reader": st.column_config.TextColumn("Reader", width=70),
     "image_sha256": st.column_config.TextColumn("Image SHA-256", width=110),
     "label": st.column_config.TextColumn("Result", width=100),
-    "probability": st.column_config.NumberColumn("Probability", format="percent", width=90),
+    "probability": st.column_config.NumberColumn("Probability", format="%.1f%%", width=90),
     "reader_agrees": st.column_config.CheckboxColumn("Agrees", width=60),
     "comment": st.column_config.TextColumn("Comment", width="medium"),
     "operating_point": st.column_config.TextColumn("Operating point", width=110),

@@ -44,7 +44,7 @@ def test_review_page_scores_a_sample_and_follows_the_operating_point(samples, cl
     for op in ("high_sensitivity", "balanced", "high_specificity"):
         at.selectbox(key="operating_point").select(op).run()
         threshold = classifier.threshold(op)
-        assert _metric(at, "Threshold") == f"{threshold:.3f}"  # from the model metadata
+        assert _metric(at, "Threshold") == f"{threshold:.1%}"  # from the model metadata, worded as elsewhere
         assert _metric(at, "Pneumonia probability") == prob  # the probability does not depend on the threshold
         p = float(prob.strip("<>%")) / 100
         if abs(p - threshold) > 0.002:

@@ -72,11 +72,29 @@ def format_probability(p: float) -> str:
     return f"{p:.1%}"
 
 
+def probability_percent(p: float | None) -> float | None:
+    """The probability in percent for a sortable table column, kept between 0.1 and 99.9 as
+    :func:`format_probability` words it (a 0.9996 never reads as 100%)."""
+    if p is None or p != p:
+        return None
+    return round(min(max(float(p) * 100.0, 0.1), 99.9), 1)
+
+
+def _read_words(review) -> str:
+    if review is None:
+        return ""
+    return "agree" if review.agrees else "disagree"
+
+
 def worklist(
-    results: list[ImageResult], include_names: bool = False, reviewed: set[str] | frozenset = frozenset()
+    results: list[ImageResult],
+    include_names: bool = False,
+    reviewed: set[str] | frozenset = frozenset(),
+    reviews: dict | None = None,
 ) -> pd.DataFrame:
     """One row per file, scored first by descending probability, then refused and unreadable.
-    ``reviewed``: image hashes that have a saved review (the "reviewed" column)."""
+    ``reviewed``: image hashes that have a saved review (the "reviewed" column); ``reviews``: the
+    saved reads by image hash (:class:`ReaderReview`), for the "reader_read" column (agree/disagree)."""
     same_pixels = duplicates(results)
     rows = []
     for i, r in enumerate(results):
@@ -93,6 +111,7 @@ def worklist(
                 "members_disagree": r.members_disagree,
                 "duplicate_of": ", ".join(str(j) for j in same_pixels.get(i + 1, [])),
                 "reviewed": bool(r.xray) and r.xray.sha256 in reviewed,
+                "reader_read": _read_words((reviews or {}).get(r.xray.sha256)) if r.xray else "",
                 "reason": r.reason,
             }
         )
@@ -104,9 +123,12 @@ def worklist(
 
 
 def worklist_csv(
-    results: list[ImageResult], include_names: bool = False, reviewed: set[str] | frozenset = frozenset()
+    results: list[ImageResult],
+    include_names: bool = False,
+    reviewed: set[str] | frozenset = frozenset(),
+    reviews: dict | None = None,
 ) -> bytes:
-    return worklist(results, include_names, reviewed).to_csv(index=False).encode()
+    return worklist(results, include_names, reviewed, reviews).to_csv(index=False).encode()
 
 
 def _png(rgb_or_gray: np.ndarray, max_side: int = 900) -> io.BytesIO:
@@ -117,24 +139,52 @@ def _line(pdf: FPDF, height: float, text: str) -> None:
     pdf.cell(0, height, text, new_x="LMARGIN", new_y="NEXT")
 
 
-def _images(pdf: FPDF, result: ImageResult, overlay_rgb: np.ndarray, method: str, heatmap_flat: bool) -> None:
-    """The original and the heatmap overlay side by side, with captions."""
-    h, wd = result.xray.shape
+def colour_scale_strip(colormap: str, width: int = 256) -> np.ndarray:
+    """The heatmap's colour scale, least to most, as an RGB strip (the same OpenCV map as the overlay)."""
+    import cv2
+
+    from pneumonia.serving.explain import COLORMAPS
+
+    ramp = np.linspace(0, 255, width).astype(np.uint8)[None, :]
+    bgr = cv2.applyColorMap(np.repeat(ramp, 8, axis=0), COLORMAPS.get(colormap, cv2.COLORMAP_JET))
+    return bgr[..., ::-1].copy()
+
+
+def _colour_scale(pdf: FPDF, colormap: str, x: float, width: float) -> None:
+    """A colour bar under the overlay: what its colours mean."""
+    y = pdf.get_y()
+    pdf.image(_png(colour_scale_strip(colormap)), x=x, y=y, w=width, h=3)
+    pdf.set_xy(x, y + 3.5)
+    pdf.set_font("Helvetica", "", 7)
+    pdf.cell(width / 2, 3, "least")
+    pdf.cell(width / 2, 3, "most", align="R")
+    pdf.set_xy(x, y + 6.5)
+    pdf.cell(width, 3, "raised the score (what drove the model, not where disease is)", align="C")
+    pdf.set_xy(pdf.l_margin, y + 10)
+
+
+def _images(
+    pdf: FPDF, result: ImageResult, overlay_rgb: np.ndarray, method: str, heatmap_flat: bool, colormap: str = "jet"
+) -> None:
+    """The original and the heatmap overlay side by side, with captions and the overlay's colour scale."""
+    h, wd = result.xray.full_pixels().shape[:2]
     w = min(90, IMAGE_MAX_HEIGHT_MM * wd / h)  # a tall image must leave room for the findings and the read
     y0 = pdf.get_y()
-    pdf.image(_png(result.xray.pixels), x=10, y=y0, w=w)
+    pdf.image(_png(result.xray.full_pixels()), x=10, y=y0, w=w)
     pdf.image(_png(overlay_rgb), x=110, y=y0, w=w)
     pdf.set_y(y0 + w * h / wd + 2)
     pdf.set_font("Helvetica", "I", 8)
     pdf.cell(100, 4, "Original")
     _line(pdf, 4, f"{method} heatmap" + (" (flat: no localised evidence)" if heatmap_flat else ""))
+    if not heatmap_flat:
+        _colour_scale(pdf, colormap, 110, w)
 
 
 def _findings(pdf: FPDF, result: ImageResult, choice: ThresholdChoice, title: str) -> None:
     """Probability, the result at the operating point with its validation figures, and notices."""
     pdf.set_font("Helvetica", "B", 12)
     _line(pdf, 7, f"Pneumonia probability (calibrated): {format_probability(result.probability)}")
-    _line(pdf, 7, f"Result at operating point '{title}' (threshold {result.threshold:.3f}): {result.label}")
+    _line(pdf, 7, f"Result at operating point '{title}' (threshold {result.threshold:.1%}): {result.label}")
     pdf.set_font("Helvetica", "", 9)
     pdf.multi_cell(0, 4.5, threshold_sentence(result, choice, title), new_x="LMARGIN", new_y="NEXT")
     if choice.validated:
@@ -142,8 +192,8 @@ def _findings(pdf: FPDF, result: ImageResult, choice: ThresholdChoice, title: st
             pdf,
             5,
             f"Validation sensitivity {choice.validation_sensitivity:.1%}, specificity "
-            f"{choice.validation_specificity:.1%} at this point (internal split; expect lower on other "
-            "hospitals' images).",
+            f"{choice.validation_specificity:.1%} at this point (out-of-fold validation; expect lower on "
+            "other hospitals' images).",
         )
     if result.members_disagree:
         _line(pdf, 5, f"Caution: the ensemble's members disagree (spread {result.ensemble_spread:.2f}).")
@@ -177,9 +227,11 @@ def pdf_report(
     heatmap_flat: bool,
     review: ReaderReview | None = None,
     points: dict[str, dict] | None = None,
+    colormap: str = "jet",
 ) -> bytes:
-    """A one-page PDF: image, overlay, probability, operating point, the reader's review, model version,
-    time, disclaimer. ``points``: the model's operating points, to name the one in force in words."""
+    """A one-page PDF: image, overlay with its colour scale, probability, operating point, the reader's
+    review, model version, time, disclaimer. ``points``: the model's operating points, to name the one
+    in force in words; ``colormap``: the overlay's colour map (explain.COLORMAPS)."""
     if not result.scored or result.xray is None:
         raise ValueError("only scored images have a report")
     pdf = FPDF(format="A4")
@@ -191,7 +243,7 @@ def pdf_report(
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     _line(pdf, 5, f"Generated {when}  |  model {model_version}  |  image SHA-256 {result.xray.sha256[:16]}...")
     pdf.ln(3)
-    _images(pdf, result, overlay_rgb, method, heatmap_flat)
+    _images(pdf, result, overlay_rgb, method, heatmap_flat, colormap)
     pdf.ln(4)
     _findings(pdf, result, choice, point_title(choice.operating_point, points))
     pdf.ln(3)
