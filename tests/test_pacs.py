@@ -53,7 +53,8 @@ def pushed(orthanc, samples, tmp_path_factory):
     out = tmp / "r.parquet"
     argv = [orthanc.dicomweb_url, "--out", str(out), "--accession", "ACC-PACS-1", "--push-results", "--quiet"]
     first = score_cli.main(argv)
-    count_after_first = len(orthanc.rest(f"/studies/{orthanc.rest('/studies')[0]}/instances"))
+    study_id = orthanc.rest("/tools/lookup", data=study.study_uid.encode(), method="POST")[0]["ID"]
+    count_after_first = len(orthanc.rest(f"/studies/{study_id}/instances"))
     second = score_cli.main(argv)
     folder = tmp / "folder"
     folder.mkdir()

@@ -37,8 +37,10 @@ SC_SERIES_DESCRIPTION = "AI heatmap (not for diagnostic use)"
 SC_MAX_SIDE = 1024
 
 PROBABILITY = Code("PNEU-PROB", SCHEME, "Pneumonia probability (calibrated)")
-BACTERIAL = Code("PNEU-BACT", SCHEME, "Probability that a pneumonia is bacterial rather than viral")
-THRESHOLD = Code("PNEU-THR", SCHEME, "Threshold of the operating point on the pneumonia probability")
+# only the probability's code meaning holds both "pneumonia" and "probability", so a reader that looks
+# for that item finds exactly one
+BACTERIAL = Code("PNEU-BACT", SCHEME, "Bacterial rather than viral estimate (if infective)")
+THRESHOLD = Code("PNEU-THR", SCHEME, "Operating point threshold")
 RESULT_AT_POINT = Code("PNEU-RESULT", SCHEME, "AI result at the operating point")
 OPERATING_POINT = Code("PNEU-POINT", SCHEME, "Operating point")
 NOT_SCORED_REASON = Code("PNEU-REFUSED", SCHEME, "Reason the image was not scored")
@@ -351,5 +353,7 @@ def read_report(sr: pydicom.Dataset) -> dict:
         elif kind == "IMAGE":
             found["references"].append(str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID))
     probability = [v for k, v in found["numbers"].items() if "pneumonia" in k.lower() and "probability" in k.lower()]
+    if len(probability) > 1:
+        raise ValueError("The SR holds more than one pneumonia probability.")
     found["probability"] = probability[0] if probability else None
     return found
