@@ -128,6 +128,7 @@ def test_a_second_run_pushes_nothing_new(pushed, orthanc, capsys):
     )
     err = capsys.readouterr().err
     assert rc == 0 and "Stored results for 0 instance(s); 6 already there." in err
+    assert "(not chest radiographs): 1 CT." in err  # the results' own SR and SC series are not counted
     assert "Doe" not in err and "PID-" not in err  # no patient identifiers in what the CLI says
     assert len(orthanc.rest(f"/studies/{study_id}/instances")) == pushed["count"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -35,6 +34,7 @@ STUDY_FIELDS = (
     "ModalitiesInStudy",
     "NumberOfStudyRelatedInstances",
 )
+SkippedSeries = Callable[[str, str, str], None]  # (study, series, modality) of a series left out
 AS_STORED = ("application/dicom", "*")  # any transfer syntax: the instance as the PACS stored it
 _DATE = re.compile(r"^\d{4}-?\d{2}-?\d{2}$")
 
@@ -226,8 +226,9 @@ class PacsClient:
             "searching for studies", self.web.search_for_studies, search_filters=query.filters(), fields=STUDY_FIELDS
         )
 
-    def chest_series(self, study: str, skipped: Counter | None = None) -> list[dict]:
-        """The study's CR/DX series (body part CHEST where set); ``skipped`` counts the others by modality."""
+    def chest_series(self, study: str, skipped: SkippedSeries | None = None) -> list[dict]:
+        """The study's CR/DX series (body part CHEST where set); ``skipped(study, series, modality)`` hears
+        of the others."""
         chest = []
         for series in self._paged(
             "listing a study's series",
@@ -238,7 +239,7 @@ class PacsClient:
             if is_chest_radiograph(qido_value(series, "Modality"), qido_value(series, "BodyPartExamined")):
                 chest.append(series)
             elif skipped is not None:
-                skipped[qido_value(series, "Modality") or "unknown"] += 1
+                skipped(study, qido_value(series, "SeriesInstanceUID"), qido_value(series, "Modality") or "unknown")
         return chest
 
     def instances(self, study: str, series: str, modality: str = "") -> Iterator[InstanceRef]:
@@ -262,7 +263,7 @@ class PacsClient:
                 int(number) if number.isdigit() else None,
             )
 
-    def chest_instances(self, query: StudyQuery, skipped: Counter | None = None) -> Iterator[InstanceRef]:
+    def chest_instances(self, query: StudyQuery, skipped: SkippedSeries | None = None) -> Iterator[InstanceRef]:
         """Every CR/DX image of every study matching ``query``, listed as it is needed."""
         for study in self.studies(query):
             uid = qido_value(study, "StudyInstanceUID")

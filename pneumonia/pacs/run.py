@@ -79,6 +79,16 @@ class PacsRun:
             self._stored = {study: self.client.existing(study, probe["sr_series"])}  # one study at a time
         return self._stored[study]
 
+    def skipped_counter(self, summary: PacsRunSummary):
+        """Counts the series left out by modality, except the series this model's results are in."""
+
+        def count(study: str, series: str, modality: str) -> None:
+            ours = result_uids("", study, Finding(self.scorer.model_version, "", 0.0))
+            if series not in (ours["sr_series"], ours["sc_series"]):
+                summary.skipped_series[modality] += 1
+
+        return count
+
     def plan(self, refs: Iterator[InstanceRef], done: KeySet, summary: PacsRunSummary) -> Iterator[_Work]:
         """The instances that need scoring, each once."""
         for ref in refs:
@@ -154,7 +164,7 @@ def score_pacs(
     run = PacsRun(client, scorer, push, progress or (lambda n: None))
     sink = PartSink(store.commit, spec, part_rows)
     try:
-        refs = client.chest_instances(query, skipped=summary.skipped_series)
+        refs = client.chest_instances(query, skipped=run.skipped_counter(summary))
         for batch in _batches(run.plan(refs, store.done_keys(), summary), FETCH_BATCH):
             run.handle(batch, spec, sink, summary)
     except PacsError as err:
