@@ -54,9 +54,10 @@ def destination(args):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its debug output would show patient data
+    for chatty in ("pynetdicom", "dicomweb_client"):  # their info output names studies and patient data
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
-    from pneumonia.pacs.config import PacsError
+    from pneumonia.pacs.config import PacsConfigError, PacsError
     from pneumonia.pacs.listener import ChestListener
     from pneumonia.pacs.scoring import InstanceScorer
     from pneumonia.serving.model import DEFAULT_MODEL_DIR, Classifier
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         scorer = InstanceScorer(Classifier(args.model or DEFAULT_MODEL_DIR), args.operating_point)
     except (ValueError, PacsError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_PACS if isinstance(err, PacsError) else EXIT_INPUT
+        return EXIT_PACS if isinstance(err, PacsError) and not isinstance(err, PacsConfigError) else EXIT_INPUT
     listener = ChestListener(scorer, dest, args.ae_title, args.host, args.port)
     try:
         listener.start()

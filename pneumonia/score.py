@@ -124,7 +124,7 @@ def score_from_pacs(args) -> int:
     """INPUT is a DICOMweb URL: query, fetch, score, and with --push-results store SR + SC."""
     from tqdm import tqdm
 
-    from pneumonia.pacs.config import PacsError, load_config
+    from pneumonia.pacs.config import PacsConfigError, PacsError, load_config
     from pneumonia.pacs.dicomweb import PacsClient
     from pneumonia.pacs.run import score_pacs
     from pneumonia.pacs.scoring import InstanceScorer
@@ -134,10 +134,11 @@ def score_from_pacs(args) -> int:
     try:
         query = _pacs_query(args)
         client = PacsClient(load_config(url=args.input))
+        client.check()
         scorer = InstanceScorer(Classifier(args.model or DEFAULT_MODEL_DIR), args.operating_point)
     except (ValueError, PacsError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
+        return EXIT_PACS if isinstance(err, PacsError) and not isinstance(err, PacsConfigError) else EXIT_INPUT
     bar = tqdm(total=None, unit="image", file=sys.stderr, disable=args.quiet, dynamic_ncols=True)
     try:
         summary = score_pacs(client, query, args.out, scorer, push=args.push_results, progress=bar.update)

@@ -29,6 +29,10 @@ class PacsError(RuntimeError):
     """The PACS could not be used; ``str(err)`` says why in words (never a password or token)."""
 
 
+class PacsConfigError(PacsError):
+    """The PACS settings themselves are wrong (before any request is made)."""
+
+
 @dataclass(frozen=True)
 class PacsConfig:
     url: str
@@ -62,13 +66,13 @@ def _from_file(path: str) -> dict:
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
-        raise PacsError(f"The PACS configuration file {path} cannot be read ({err.strerror or err}).") from None
+        raise PacsConfigError(f"The PACS configuration file {path} cannot be read ({err.strerror or err}).") from None
     except tomllib.TOMLDecodeError as err:
-        raise PacsError(f"The PACS configuration file {path} is not valid TOML ({err}).") from None
+        raise PacsConfigError(f"The PACS configuration file {path} is not valid TOML ({err}).") from None
     section = raw.get("pacs", raw)  # a [pacs] table, or the keys at the top level
     unknown = sorted(set(section) - set(KEYS))
     if unknown:
-        raise PacsError(f"The PACS configuration file {path} has unknown keys: {', '.join(unknown)}.")
+        raise PacsConfigError(f"The PACS configuration file {path} has unknown keys: {', '.join(unknown)}.")
     return dict(section)
 
 
@@ -79,9 +83,9 @@ def _number(values: dict, key: str, kind: type, default: float) -> float:
     try:
         number = kind(text)
     except (TypeError, ValueError):
-        raise PacsError(f"The PACS setting {key} must be a number, not {text!r}.") from None
+        raise PacsConfigError(f"The PACS setting {key} must be a number, not {text!r}.") from None
     if number < 0:
-        raise PacsError(f"The PACS setting {key} cannot be negative.")
+        raise PacsConfigError(f"The PACS setting {key} cannot be negative.")
     return number
 
 
@@ -98,11 +102,13 @@ def load_config(env: Mapping[str, str] | None = None, url: str | None = None) ->
     if not values.get("url"):
         return None
     if not is_dicomweb_url(values["url"]):
-        raise PacsError(f"The PACS address must start with http:// or https://, not {redact_url(values['url'])!r}.")
+        raise PacsConfigError(
+            f"The PACS address must start with http:// or https://, not {redact_url(values['url'])!r}."
+        )
     if values.get("token") and values.get("user"):
-        raise PacsError("Set either a PACS user and password or a token, not both.")
+        raise PacsConfigError("Set either a PACS user and password or a token, not both.")
     if values.get("ca_bundle") and not Path(values["ca_bundle"]).exists():
-        raise PacsError(f"The PACS CA bundle {values['ca_bundle']} does not exist.")
+        raise PacsConfigError(f"The PACS CA bundle {values['ca_bundle']} does not exist.")
     return PacsConfig(
         url=str(values["url"]).rstrip("/"),
         user=values.get("user") or None,
