@@ -30,6 +30,13 @@ def dicomweb_json(orthanc, path: str) -> list[dict]:
         return json.loads(answer.read() or b"[]")
 
 
+def row_threshold(row) -> float:
+    from pneumonia.serving.metadata import read_metadata
+    from pneumonia.serving.model import DEFAULT_MODEL_DIR
+
+    return float(read_metadata(DEFAULT_MODEL_DIR).operating_points["balanced"]["threshold"])
+
+
 def stored_objects(orthanc, study_uid: str, modality: str) -> list[pydicom.Dataset]:
     """Every instance of ``modality`` in the study, read back from Orthanc as DICOM."""
     found = []
@@ -101,6 +108,10 @@ def test_orthanc_holds_one_sr_per_instance_with_the_rows_probability(pushed, ort
             assert content["units"]["Pneumonia probability (calibrated)"] == "1"
             assert content["codes"]["AI result at the operating point"] == row["label_balanced"].capitalize()
             assert "balanced" in content["texts"]["Operating point"]
+            assert content["numbers"]["Operating point threshold"] == pytest.approx(row_threshold(row), abs=1e-9)
+            if not pd.isna(row["bacterial_probability"]):
+                bacterial = content["numbers"]["Bacterial rather than viral estimate (if infective)"]
+                assert abs(bacterial - row["bacterial_probability"]) < 1e-6
         else:
             assert content["probability"] is None
             assert content["texts"]["Reason the image was not scored"] == (
