@@ -158,6 +158,9 @@ class ChestListener:
                 return
             try:
                 self.handle(data)
+            except PacsError as err:
+                self.stats["failed"] += 1
+                LOG.error("An object could not be handled: %s The listener goes on; send it again later.", err)
             except Exception as err:  # whatever goes wrong with one object, the listener goes on
                 self.stats["failed"] += 1
                 LOG.error("An object could not be handled (%s); the listener goes on.", type(err).__name__)
