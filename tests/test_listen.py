@@ -15,7 +15,7 @@ import pydicom
 import pytest
 from pynetdicom import AE
 
-from pneumonia.pacs.config import load_config
+from pneumonia.pacs.config import PacsConfig, load_config
 from pneumonia.pacs.dicomweb import PacsClient
 from pneumonia.pacs.listener import ChestListener, CStoreDestination, DicomwebDestination, parse_dest_ae
 from pneumonia.pacs.results import Finding, result_uids
@@ -128,3 +128,21 @@ def test_the_command_starts_listens_and_stops(orthanc):
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     assert proc.returncode == 0
+
+
+def test_a_destination_that_is_down_is_logged_and_the_node_goes_on(samples, scorer, caplog):
+    study = mixed_study(samples, "ACC-LISTEN-3")
+    child = next(s for s, k in study.kinds.items() if k == "MONOCHROME2 8-bit child")
+    dead = PacsClient(PacsConfig(f"http://127.0.0.1:{free_port()}/dicom-web", retries=0, timeout=5))
+    listener = ChestListener(scorer, DicomwebDestination(dead), port=free_port())
+    caplog.set_level(logging.INFO, logger="pneumonia.listen")
+    listener.start()
+    try:
+        assert send(listener.port, [study.instances[child]]) == [0]
+        wait_until(lambda: listener.stats["handled"] == 1, "the node handled the object")
+        assert send(listener.port, [study.instances[child]]) == [0]  # still listening, and tries again
+        wait_until(lambda: listener.stats["handled"] == 2, "the node handled the object again")
+    finally:
+        listener.stop()
+    assert listener.stats["failed"] == 2 and listener.stats["sent"] == 0
+    assert "cannot be reached" in caplog.text and "send it again later" in caplog.text
