@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -109,8 +110,8 @@ def refusal(claims: Mapping, allowed: AllowList) -> str:
     if ids & allowed.readers or _as_set(groups) & allowed.groups:
         return ""
     return (
-        f"{display_name(claims)} is not on this server's list of readers: you can view images and results, "
-        "but not record reads. Ask the administrator to add you."
+        f"{_markdown_text(display_name(claims))} is not on this server's list of readers: "
+        "you can view images and results, but not record reads. Ask the administrator to add you."
     )
 
 
@@ -196,8 +197,13 @@ def require_sign_in() -> None:
         st.stop()
     reader = current_reader()
     with st.sidebar:
-        st.markdown(f"Signed in as **{reader.name}**")
+        st.markdown(f"Signed in as **{_markdown_text(reader.name)}**")
         st.button("Sign out", on_click=sign_out, key="sign_out")
+
+
+def _markdown_text(text: str) -> str:
+    """The provider's text shown as it is: no link, emphasis or heading Markdown would make of it."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:$])", r"\\\1", text)
 
 
 def reader_field() -> None:
