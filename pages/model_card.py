@@ -5,6 +5,7 @@ import streamlit as st
 from pages import resources, validation_views, widgets
 from pneumonia.insight.artifacts import metrics_table
 from pneumonia.insight.eda_summary import squashed_share
+from pneumonia.insight.heatmap_measures import heatmap_lung_summary
 
 art = resources.model_artifacts()
 meta, tm = art.metadata, art.test_metrics
@@ -88,6 +89,12 @@ else:
         "model on that failure."
     )
 validation_views.subtype_section(art)
+heatmap_on_lungs = heatmap_lung_summary()  # bench/heatmap_lungs.py's figures, None where not measured
+if heatmap_on_lungs:
+    st.markdown(
+        "**Does the heatmap look at the lungs?** Grad-CAM over training-pool films, lung fields from the "
+        f"segmenter trained on hand-traced films: {heatmap_on_lungs}. A normal's map is no finding."
+    )
 
 st.markdown("""
 ### Known limitations

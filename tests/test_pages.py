@@ -137,6 +137,7 @@ def test_model_card_page():
         "not localisation",
         "fingerprint",
         "Expected performance",
+        "Does the heatmap look at the lungs?",
     ):
         assert phrase in text
     assert any("no basis for prescribing" in w.value for w in at.warning)
