@@ -130,10 +130,9 @@ def _no_exception(page) -> None:
 
 
 def settle(page) -> None:
-    """Wait until Streamlit has finished the current run (its 'running' indicator is gone)."""
-    page.wait_for_timeout(500)
+    """Wait until Streamlit has finished the current run (its 'running' indicator is gone). Callers first
+    wait for what the user would see; this only lets a run that is still going finish."""
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=WAIT_MS)
-    page.wait_for_timeout(500)
 
 
 def test_upload_real_xray_shows_probability_and_heatmap(app_url, browser, pneumonia_sample, tmp_path):
@@ -144,8 +143,8 @@ def test_upload_real_xray_shows_probability_and_heatmap(app_url, browser, pneumo
     settle(page)
     value = page.locator('[data-testid="stMetricValue"]').first.inner_text()
     assert value.endswith("%") and 0 <= float(value.strip("<>%")) <= 100
-    page.locator(".js-plotly-plot image").nth(1).wait_for(state="attached", timeout=WAIT_MS)
-    assert page.locator(".js-plotly-plot image").count() >= 2  # original and overlay, in one viewer
+    # original and overlay, in one viewer (waited for: between two renders the chart is briefly empty)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot image').length >= 2", timeout=WAIT_MS)
     _no_exception(page)
     page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
     assert (tmp_path / "review.png").stat().st_size > 10_000
@@ -228,29 +227,192 @@ def _dicom_file(tmp_path: Path, sample: Path, name: str, **tags) -> Path:
     return path
 
 
+_HREF = (
+    "() => { const i = document.querySelector('.js-plotly-plot image'); return i ? i.getAttribute('href') || '' : '' }"
+)
+
+
 def _viewer_image_href(page) -> str:
-    return page.locator(".js-plotly-plot image").first.get_attribute("href") or ""
+    """The viewer's image as shown now: waits for one (never the empty href of a chart between renders)."""
+    page.wait_for_function(f"({_HREF})() !== ''", timeout=WAIT_MS)
+    return page.evaluate(_HREF)
+
+
+def _wait_for_new_image(page, before: str) -> str:
+    """Wait until the viewer shows a different, non-empty image (a re-render passes through none)."""
+    page.wait_for_function(
+        f"before => {{ const h = ({_HREF})(); return h !== '' && h !== before; }}", arg=before, timeout=WAIT_MS
+    )
+    return page.evaluate(_HREF)
 
 
 def test_window_level_changes_the_displayed_image(app_url, browser, pneumonia_sample):
     page = _open(browser, app_url)
     page.locator('input[type="file"]').set_input_files(str(pneumonia_sample))
-    page.locator(".js-plotly-plot image").first.wait_for(state="attached", timeout=WAIT_MS)
-    settle(page)
     before = _viewer_image_href(page)
     slider = page.get_by_role("slider", name="Window (width)")
     slider.focus()
     for _ in range(10):
         slider.press("ArrowLeft")  # narrower window: more contrast
-    settle(page)
-    page.wait_for_function(
-        "before => document.querySelector('.js-plotly-plot image').getAttribute('href') !== before",
-        arg=before,
-        timeout=WAIT_MS,
-    )
-    assert _viewer_image_href(page).startswith("data:image/jpeg")
+    assert _wait_for_new_image(page, before).startswith("data:image/jpeg")
     _no_exception(page)
     page.close()
+
+
+# ------------------------------------------------------------------ the reading room, second pass (issue 20)
+_VIEW = """() => {
+  const gd = [...document.querySelectorAll('.js-plotly-plot')].find(
+    g => g.layout && g.layout.meta && g.layout.meta.xray_viewer);
+  if (!gd || !gd._fullLayout) return null;
+  const m = gd.layout.meta, x = gd._fullLayout.xaxis.range, y = gd._fullLayout.yaxis.range;
+  const box = gd.getBoundingClientRect();
+  const heat = (gd.data || []).find(t => t.type === 'heatmap');
+  return {image: m.xray_viewer, x0: (x[0] + 0.5) / m.width, x1: (x[1] + 0.5) / m.width,
+          top: box.top, bottom: box.bottom, width: box.width, high: window.innerHeight,
+          opacity: heat ? heat.opacity : null};
+}"""
+
+
+def _view(page) -> dict:
+    page.wait_for_function(f"({_VIEW})() !== null", timeout=WAIT_MS)
+    return page.evaluate(_VIEW)
+
+
+def _wait_for_view(page, condition: str, arg=None) -> dict:
+    """Wait until the viewer on screen satisfies ``condition`` (JS, given the view ``v`` and ``arg``)."""
+    page.wait_for_function(
+        f"arg => {{ const v = ({_VIEW})(); return v !== null && ({condition}); }}", arg=arg, timeout=WAIT_MS
+    )
+    return page.evaluate(_VIEW)
+
+
+def _zoom_in(page) -> dict:
+    """Zoom the viewer as a reader does: the mouse wheel over the film."""
+    drag = page.locator(".js-plotly-plot .nsewdrag").first
+    drag.scroll_into_view_if_needed()
+    box = drag.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    for _ in range(4):
+        page.mouse.wheel(0, -120)
+    return _wait_for_view(page, "v.x1 - v.x0 < 0.9")
+
+
+def _same_zoom(v: dict, zoomed: dict) -> bool:
+    return abs(v["x0"] - zoomed["x0"]) < 0.01 and abs(v["x1"] - zoomed["x1"]) < 0.01
+
+
+def test_viewer_keeps_zoom_across_controls_and_j_k_and_keeps_the_film_in_view(app_url, browser, samples):
+    """Zoom, then change opacity, window/level and the method, then J and K: the zoom stays and the film
+    stays on the screen (issue 20, points 1 and 2)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(app_url)
+    page.locator('input[type="file"]').set_input_files([str(p) for p in samples[:3]])
+    page.get_by_text("Worklist (3 scored of 3)").wait_for(timeout=WAIT_MS)
+    first = _view(page)
+    zoomed = _zoom_in(page)
+    page.get_by_role("slider", name="Opacity").focus()
+    page.keyboard.press("ArrowRight")
+    v = _wait_for_view(page, "v.opacity !== null && Math.abs(v.opacity - 0.45) < 1e-6")
+    v = _wait_for_view(page, "Math.abs(v.x0 - arg.x0) < 0.01 && Math.abs(v.x1 - arg.x1) < 0.01", zoomed)
+    assert _same_zoom(v, zoomed)
+    before = _viewer_image_href(page)
+    page.get_by_role("slider", name="Level (centre)").focus()
+    page.keyboard.press("ArrowRight")
+    _wait_for_new_image(page, before)
+    assert _same_zoom(_wait_for_view(page, "Math.abs(v.x0 - arg.x0) < 0.01", zoomed), zoomed)
+    page.get_by_role("heading", name="Review chest x-rays").click()  # focus the page, not a slider
+    for key in ("j", "k"):
+        shown = _view(page)["image"]
+        page.keyboard.press(key)
+        v = _wait_for_view(page, "v.image !== arg", shown)
+        v = _wait_for_view(page, "Math.abs(v.x0 - arg.x0) < 0.01 && v.top >= 0 && v.bottom <= v.high + 1", zoomed)
+        assert _same_zoom(v, zoomed), v
+        assert v["top"] >= 0 and v["bottom"] <= v["high"] + 1, v  # the whole viewer on the screen
+    assert _view(page)["image"] == first["image"]  # J then K: back to the first film
+    _no_exception(page)
+    page.close()
+
+
+_GRID = "[data-testid=stMain] [data-testid=stDataFrame]"  # the worklist (the sidebar has a table too)
+_GRID_ROWS = f"""() => [...document.querySelectorAll('{_GRID} [role=row]')].slice(1).map(
+  r => [...r.querySelectorAll('[role=gridcell]')].map(c => c.innerText))"""
+_GRID_HEADERS = f"() => [...document.querySelectorAll('{_GRID} [role=columnheader]')].map(h => h.innerText)"
+
+
+def _grid_column(page, header: str) -> list[str]:
+    headers = page.evaluate(_GRID_HEADERS)
+    i = next(k for k, h in enumerate(headers) if h.strip().endswith(header))  # a sorted header gains an arrow
+    return [row[i] for row in page.evaluate(_GRID_ROWS) if len(row) > i]
+
+
+def test_worklist_sorts_probabilities_as_numbers_and_a_click_on_a_row_opens_it(app_url, browser, samples):
+    """Issue 20, points 3 and 4: sorting by probability sorts numbers; clicking a cell of a row (not the
+    checkbox) opens that film; ticking "include file names" keeps the export panel open."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(app_url)
+    page.locator('input[type="file"]').set_input_files([str(p) for p in samples])
+    page.get_by_text(f"Worklist ({len(samples)} scored of {len(samples)})").wait_for(timeout=WAIT_MS)
+    page.wait_for_function(f"({_GRID_ROWS})().length >= {len(samples)}", timeout=WAIT_MS)
+    grid = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').first
+    page.locator('[data-testid="stMain"] [data-testid="stDataFrame"] canvas').first.wait_for(timeout=WAIT_MS)
+    _view(page)  # the film is on screen: the page has scrolled it into view, so it will not scroll again
+    grid.scroll_into_view_if_needed()  # the worklist is above the film
+    box = grid.bounding_box()
+    row_height = box["height"] / (len(samples) + 1)
+    headers = page.evaluate(_GRID_HEADERS)
+    assert "Probability" in headers and "File" in headers
+    column_x = _column_x("probability_percent")
+    page.mouse.click(box["x"] + column_x, box["y"] + row_height / 2)  # sort ascending
+    page.wait_for_function(
+        f"() => {{ const v = ({_GRID_ROWS})().map(r => r[{headers.index('Probability')}]).filter(x => x !== '')"
+        ".map(Number); return v.length > 1 && v.every((x, i) => i === 0 || v[i - 1] <= x); }",
+        timeout=WAIT_MS,
+    )
+    values = [float(v) for v in _grid_column(page, "Probability") if v]
+    assert values == sorted(values) and values[0] < 50 < values[-1], values
+    files = _grid_column(page, "File")
+    shown = _view(page)["image"]
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + column_x, box["y"] + row_height * 2.5)  # a cell of the second row
+    page.get_by_role("heading", name=files[1]).wait_for(timeout=WAIT_MS)
+    _wait_for_view(page, "v.image !== arg", shown)
+    page.get_by_text("Export the worklist").click()
+    page.get_by_text("Include file names in the CSV").click()
+    page.get_by_text("Download worklist CSV").wait_for(timeout=WAIT_MS)
+    assert page.get_by_role("checkbox", name="Include file names in the CSV").is_checked()
+    page.get_by_text("Download worklist CSV").wait_for(state="visible", timeout=WAIT_MS)  # the panel stayed open
+    _no_exception(page)
+    page.close()
+
+
+def _column_x(column: str) -> float:
+    """The horizontal centre of a worklist column: the widths are the ones pages/widgets.py sets."""
+    from pages.widgets import WORKLIST_COLUMNS
+
+    order = ["open", "item", "thumbnail", "probability_percent"]
+    widths = [WORKLIST_COLUMNS[c]["width"] for c in order[: order.index(column) + 1]]
+    return sum(widths[:-1]) + widths[-1] / 2
+
+
+def test_first_result_shows_the_film_at_1280x800_and_800_px(app_url, browser, pneumonia_sample):
+    """Issue 20, point 5: the first result's film is on the screen at 1280x800; at 800 px the sidebar is
+    folded, so the film is not squeezed."""
+    for width, least_film in ((1280, 300), (800, 280)):
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        page = context.new_page()
+        page.goto(app_url)
+        page.locator('input[type="file"]').set_input_files(str(pneumonia_sample))
+        page.get_by_text("Pneumonia probability").wait_for(timeout=WAIT_MS)
+        v = _wait_for_view(page, "v.top >= 0 && v.bottom <= v.high + 1")
+        assert v["width"] / 2 >= least_film, v  # each of the two films side by side
+        if width == 800:
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=stSidebar]').getBoundingClientRect().right <= 0",
+                timeout=WAIT_MS,
+            )
+        _no_exception(page)
+        context.close()
 
 
 def test_keyboard_moves_through_the_worklist(app_url, browser, samples):
@@ -262,18 +424,20 @@ def test_keyboard_moves_through_the_worklist(app_url, browser, samples):
     names = {p.name for p in picks}
 
     def open_name() -> str:
-        return next(h for h in page.locator("h3").all_inner_texts() if h.strip() in names).strip()
+        # "" between two renders, when the open image's heading is briefly not on the page
+        return next((h.strip() for h in page.locator("h3").all_inner_texts() if h.strip() in names), "")
 
     def wait_until(condition) -> None:
-        deadline = time.time() + 30
+        deadline = time.time() + WAIT_MS / 1000
         while not condition() and time.time() < deadline:
             page.wait_for_timeout(200)
         assert condition(), open_name()
 
+    wait_until(lambda: open_name() != "")
     first = open_name()
     page.get_by_role("heading", name="Review chest x-rays").click()  # focus the page, not an input
     page.keyboard.press("j")
-    wait_until(lambda: open_name() != first)
+    wait_until(lambda: open_name() not in ("", first))
     second = open_name()
     settle(page)
     page.keyboard.press("k")
@@ -318,7 +482,12 @@ def test_nothing_is_fetched_from_outside_and_screens_fit_1280_and_800(app_url, b
     out.mkdir(parents=True, exist_ok=True)
     for width in (1280, 800):
         page.set_viewport_size({"width": width, "height": 2400})
-        page.wait_for_timeout(1500)
+        page.wait_for_function(  # the viewer has been laid out again for this width
+            "w => { const c = document.querySelector('.js-plotly-plot');"
+            " return c !== null && c.getBoundingClientRect().right <= w; }",
+            arg=width,
+            timeout=WAIT_MS,
+        )
         page.screenshot(path=str(out / f"review_{width}.png"))
         assert (out / f"review_{width}.png").stat().st_size > 10_000
     assert not outside, outside
