@@ -3,10 +3,10 @@ sees it, with a grid every 0.1 of its width and height and its two traced polygo
 lung cyan, left lung yellow); optionally the segmenter's outline in magenta for comparison.
 
     python bench/lung_contact_sheet.py [--traces assets/lung_fields/traces.jsonl]
-        [--out assets/lung_fields/contact_sheet.png] [--tile 150] [--columns 10] [--segmenter]
+        [--out assets/lung_fields/contact_sheet.png] [--tile 150] [--columns 10] [--segmenter | --held-out]
         [--only FILE,FILE] [--scale 1]
 
-Written as a palette PNG (224 grey levels and the overlay colours). ``--only`` and ``--tile 600`` draw single films
+Written as a palette PNG (128 grey levels and the overlay colours). ``--only`` and ``--tile 600`` draw single films
 large, for checking a polygon point by point.
 """
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from pneumonia.core.decode import read_file  # noqa: E402
 
-GREYS = 224  # palette entries 0..223 are grey levels; the overlays have their own entries above
+GREYS = 128  # palette entries 0..127 are grey levels; the overlays have their own entries above
 PALETTE = {
     "grid": (60, 110, 60),
     "midline": (100, 170, 100),
@@ -100,13 +100,22 @@ def main() -> None:
     p.add_argument("--columns", type=int, default=10)
     p.add_argument("--only", default="", help="comma-separated file names (or parts of them) to draw")
     p.add_argument("--segmenter", action="store_true", help="also draw the segmenter's outline (magenta)")
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="only the films the segmenter was not trained on (bench/results/lung_segmenter.json), with its outline",
+    )
     args = p.parse_args()
     traces = [json.loads(line) for line in args.traces.read_text().splitlines() if line.strip()]
     if args.only:
         wanted = args.only.split(",")
         traces = [d for d in traces if any(w in d["file"] for w in wanted)]
+    if args.held_out:
+        results = json.loads((ROOT / "bench" / "results" / "lung_segmenter.json").read_text())
+        held = {f["file"] for f in results["held_out"]["per_film"]}
+        traces = [d for d in traces if d["file"] in held]
     segmenter = None
-    if args.segmenter:
+    if args.segmenter or args.held_out:
         from pneumonia.serving.lung_fields import default_segmenter
 
         segmenter = default_segmenter()

@@ -36,6 +36,7 @@ from pneumonia.training.lung_segmenter import (  # noqa: E402
     film_input,
     patient_split,
     read_traces,
+    sample_film_names,
     train_segmenter,
 )
 
@@ -98,7 +99,8 @@ def write_spec(out: Path, training: dict, held: dict) -> None:
 
 def train_and_export(args: argparse.Namespace, films, inputs: np.ndarray, truths: np.ndarray) -> dict:
     """Train on the patient split's training side, export; the training record (files, settings, loss)."""
-    train_idx, _ = patient_split(films, args.holdout, args.seed)
+    samples = frozenset(sample_film_names(ROOT / "assets" / "samples"))  # always held out: the check without data
+    train_idx, _ = patient_split(films, args.holdout, args.seed, samples)
     config = SegmenterTraining(epochs=args.epochs, copies=args.copies, seed=args.seed)
     t0 = time.perf_counter()
     model, losses = train_segmenter(inputs[train_idx], truths[train_idx], config)

@@ -116,15 +116,28 @@ def trace_problems(d: dict) -> list[str]:
     return problems
 
 
-def patient_split(films: list[TracedFilm], holdout: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+def sample_film_names(samples_dir: str | Path) -> set[str]:
+    """The data set names (train/CLASS/file) of the repo's sample x-rays (CLASS_subtype_file in assets/samples)."""
+    names = set()
+    for p in Path(samples_dir).glob("*.jpeg"):
+        label, _subtype, original = p.name.split("_", 2)
+        names.add(f"train/{label}/{original}")
+    return names
+
+
+def patient_split(
+    films: list[TracedFilm], holdout: float = 0.2, seed: int = 0, held_files: frozenset[str] = frozenset()
+) -> tuple[list[int], list[int]]:
     """Indices (train, held out): about ``holdout`` of each group's patients held out, every film of a
-    held-out patient with them (a patient's films never sit on both sides)."""
+    held-out patient with them (a patient's films never sit on both sides). The patients of
+    ``held_files`` (the repo's sample x-rays) are always held out, beside the drawn ones."""
     rng = np.random.default_rng(seed)
-    held: set[str] = set()
+    held: set[str] = {f.patient_id for f in films if f.file in held_files}
     for group in GROUPS:
-        patients = sorted({f.patient_id for f in films if f.group == group} - held)
+        every = {f.patient_id for f in films if f.group == group}
+        patients = sorted(every - held)
         rng.shuffle(patients)
-        held |= set(patients[: int(round(holdout * len(patients)))])
+        held |= set(patients[: max(0, int(round(holdout * len(every))) - len(every & held))])
     test = [i for i, f in enumerate(films) if f.patient_id in held]
     train = [i for i, f in enumerate(films) if f.patient_id not in held]
     return train, test
