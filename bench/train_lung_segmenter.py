@@ -63,21 +63,6 @@ def measure(segmenter: LungSegmenter, films, inputs: np.ndarray, truths: np.ndar
     }
 
 
-def classical_dice(films, inputs: np.ndarray, truths: np.ndarray, previous: dict | None) -> dict | None:
-    """Dice of the old classical segmentation on the same films, while it exists; afterwards the
-    figure measured before its removal is carried over from the previous results file."""
-    try:
-        from pneumonia.insight.lung_fields import lung_mask
-    except ImportError:
-        return previous
-    masks = [lung_mask(x) for x in inputs]
-    return {
-        "dice": per_group(films, [dice(m, t) for m, t in zip(masks, truths)]),
-        "area_share": per_group(films, [float(m.mean()) for m in masks]),
-        "empty_masks": int(sum(not m.any() for m in masks)),
-    }
-
-
 def write_spec(out: Path, training: dict, held: dict) -> None:
     spec = {
         "input_name": "image",
@@ -149,9 +134,9 @@ def main() -> None:
     write_spec(args.out, training, held)
     result = {
         "held_out": held,
-        "classical_lung_mask_on_held_out": classical_dice(
-            held_films, inputs[held_idx], truths[held_idx], previous.get("classical_lung_mask_on_held_out")
-        ),
+        # the classical segmentation this segmenter replaced, measured on the same held-out films before it was
+        # removed (pneumonia/insight/lung_fields.py at commit e3abe40); carried over from run to run
+        "classical_lung_mask_on_held_out": previous.get("classical_lung_mask_on_held_out"),
         "training_films": {k: v for k, v in trained.items() if k != "per_film"},
         "training": training,
         "model_bytes": args.out.stat().st_size,
