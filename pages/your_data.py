@@ -20,9 +20,11 @@ _RESULTS = "site_results"
 
 
 @st.cache_data(max_entries=4, show_spinner="Computing your site's figures...")
-def site_validation(data: bytes, prevalence: float | None) -> SiteValidation:
+def site_validation(data: bytes) -> SiteValidation:
+    """The site's figures, computed once per results file; a prevalence change only re-weighs PPV and NPV
+    (:meth:`SiteValidation.at_prevalence`)."""
     meta = resources.model_artifacts().metadata
-    return validate(read_results(data), meta.operating_points, meta.default_operating_point, meta.version, prevalence)
+    return validate(read_results(data), meta.operating_points, meta.default_operating_point, meta.version)
 
 
 class TooManyFiles(ValueError):
@@ -93,29 +95,34 @@ def operating_point_tables(sv: SiteValidation) -> None:
         "patient-bootstrap intervals. "
         f"PPV and NPV at {sv.prevalence:.1%} prevalence."
     )
-    st.subheader("Thresholds chosen again on your images")
+    if sv.enough_to_adopt:
+        st.subheader("Thresholds chosen again on your images")
+    else:
+        st.subheader("Thresholds chosen again on your images: NOT FOR CLINICAL USE")
+        st.error(
+            f"**Not for clinical use.** {site_points.too_few(sv.counts['pneumonia'], sv.counts['normal'])} "
+            "From this few, the thresholds below are unsettled (a few images decide them) and the review page "
+            "never offers them; they are shown only to see how the model does on your images."
+        )
     st.dataframe(site_report.point_table(sv.rechosen, shipped=False), hide_index=True)
     st.caption(
         "Chosen and measured on the same images, so they flatter: confirm them on new images before relying on them."
     )
 
 
-MIN_PER_CLASS_TO_ADOPT = 100  # images of each class before a site threshold means much
-
-
 def save_site_point(sv: SiteValidation) -> None:
-    """Adopt a re-chosen threshold as a named site operating point, offered on the review page."""
+    """Adopt a re-chosen threshold as a named site operating point, offered on the review page; only from
+    enough images of each class (pneumonia.serving.site_points.MIN_PER_CLASS)."""
     if sv.model_version != resources.model_version():
         st.warning(f"These results come from model {sv.model_version}; site points can be saved for the model in use.")
         return
-    rows = {r["operating point"]: r for _, r in sv.rechosen.iterrows()}
-    smallest = min(sv.counts["pneumonia"], sv.counts["normal"])
-    if smallest < MIN_PER_CLASS_TO_ADOPT:
-        st.warning(
-            f"Only {sv.counts['pneumonia']} pneumonia and {sv.counts['normal']} normal images: too few to set a "
-            f"threshold for clinical use (aim for at least {MIN_PER_CLASS_TO_ADOPT} of each). Intervals this narrow "
-            "or wide say more about the sample than about the model."
+    if not sv.enough_to_adopt:
+        st.info(
+            f"Saving a site operating point needs at least {site_points.MIN_PER_CLASS} labelled images of each class "
+            f"(here {sv.counts['pneumonia']} pneumonia and {sv.counts['normal']} normal)."
         )
+        return
+    rows = {r["operating point"]: r for _, r in sv.rechosen.iterrows()}
     with st.form("site_point_form"):
         st.markdown("**Adopt a threshold for your site** (the review page then offers it)")
         base = st.selectbox("Threshold chosen again on your images", list(rows), key="site_point_from")
@@ -129,7 +136,8 @@ def save_site_point(sv: SiteValidation) -> None:
                     model_version=sv.model_version,
                     sensitivity=float(row["sensitivity"]),
                     specificity=float(row["specificity"]),
-                    n=sv.counts["labelled"],
+                    n_pneumonia=sv.counts["pneumonia"],
+                    n_normal=sv.counts["normal"],
                 )
             except ValueError as err:
                 st.error(str(err))
@@ -148,10 +156,16 @@ def your_data_view() -> None:
     if not data:
         return
     try:
-        sv = site_validation(data, None)
+        sv = site_validation(data)
     except (ValueError, OSError) as err:
         st.error(f"This file cannot be read as results: {err}")
         return
+    site_figures(sv)
+
+
+@st.fragment
+def site_figures(sv: SiteValidation) -> None:
+    """Everything below the results: a prevalence change re-draws only this part, from the cached figures."""
     prevalence = st.number_input(
         "Pneumonia prevalence in your population (for PPV and NPV)",
         0.01,
@@ -160,7 +174,7 @@ def your_data_view() -> None:
         0.01,
         key="site_prevalence",
     )
-    sv = site_validation(data, prevalence)
+    sv = sv.at_prevalence(prevalence)
     counts_row(sv)
     if sv.metrics is None:
         st.warning("Too few labelled images of each class for sensitivity and specificity (at least 2 of each).")

@@ -59,22 +59,103 @@ def test_too_few_labels_give_counts_only():
     assert validation_pdf(sv).startswith(b"%PDF")
 
 
+def _pdf_text(pdf: bytes) -> str:
+    """The text drawing commands of an fpdf2 PDF (its content streams are deflated)."""
+    import re
+    import zlib
+
+    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S)
+    out = []
+    for raw in streams:
+        try:
+            out.append(zlib.decompress(raw).decode("latin-1"))
+        except zlib.error:
+            continue
+    return "\n".join(out)
+
+
+def test_resampled_intervals_equal_the_bootstrap_they_replace():
+    """The page's weighted resamples give bootstrap_ci's intervals exactly (same draws), far faster."""
+    from pneumonia.core.metrics import bootstrap_ci
+    from pneumonia.insight.site_validation import Resamples, resampled_ci
+
+    rng = np.random.default_rng(3)
+    y, p, groups = rng.integers(0, 2, 300), np.round(rng.random(300), 2), rng.integers(0, 120, 300)  # ties too
+    expected = bootstrap_ci(y, p, 0.5, groups=groups, n_boot=200)
+    got = resampled_ci(Resamples(y, p, groups, 200), 0.5, tuple(expected))
+    for key in expected:
+        assert np.allclose(expected[key], got[key], atol=1e-12), key
+
+
+def test_a_prevalence_change_reweighs_ppv_and_npv_only():
+    sv = validate(_results(), META.operating_points, META.default_operating_point, META.version)
+    again = sv.at_prevalence(0.05)
+    direct = validate(_results(), META.operating_points, META.default_operating_point, META.version, prevalence=0.05)
+    assert again.prevalence == 0.05 and again.roc is sv.roc
+    pd.testing.assert_frame_equal(again.shipped, direct.shipped)
+    pd.testing.assert_frame_equal(again.rechosen, direct.rechosen)
+
+
+def test_a_small_sample_is_marked_not_for_clinical_use_in_the_report():
+    small = validate(_results(40), META.operating_points, META.default_operating_point, META.version)
+    assert not small.enough_to_adopt
+    text = _pdf_text(validation_pdf(small))
+    assert "NOT FOR CLINICAL USE" in text and "ROC on your images" in text  # the warning and the charts
+    large = validate(_results(240), META.operating_points, META.default_operating_point, META.version)
+    assert large.enough_to_adopt and "NOT FOR CLINICAL USE" not in _pdf_text(validation_pdf(large))
+
+
+def test_site_points_need_enough_images_of_each_class_and_live_beside_the_audit(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="at least 100 of each"):
+        site_points.save_site_point(
+            "Twenty", 0.96, model_version=META.version, sensitivity=1.0, specificity=1.0, n_pneumonia=10, n_normal=10
+        )
+    path = Path(os.environ["PNEUMONIA_SITE_POINTS"])
+    assert not path.exists()
+    # a point saved before the counts were kept (or edited in by hand) is never offered
+    path.write_text(
+        json.dumps(
+            {
+                "points": [
+                    {
+                        "key": "site_x",
+                        "name": "x",
+                        "threshold": 0.9,
+                        "model_version": META.version,
+                        "sensitivity": 1,
+                        "specificity": 1,
+                        "n": 20,
+                    }
+                ]
+            }
+        )
+    )
+    assert site_points.operating_points(META) == META.operating_points
+    monkeypatch.delenv("PNEUMONIA_SITE_POINTS")
+    monkeypatch.setenv("PNEUMONIA_AUDIT_DB", str(tmp_path / "records" / "audit.sqlite"))
+    assert site_points.default_path() == tmp_path / "records" / "site_operating_points.json"
+
+
 def test_site_points_belong_to_their_model_version():
     key = site_points.save_site_point(
-        "Our ED", 0.42, model_version=META.version, sensitivity=0.97, specificity=0.8, n=300
+        "Our ED", 0.42, model_version=META.version, sensitivity=0.97, specificity=0.8, n_pneumonia=150, n_normal=150
     )
-    site_points.save_site_point("Old", 0.5, model_version="0.0.1", sensitivity=0.9, specificity=0.9, n=10)
+    site_points.save_site_point(
+        "Old", 0.5, model_version="0.0.1", sensitivity=0.9, specificity=0.9, n_pneumonia=100, n_normal=100
+    )
     points = site_points.operating_points(META)
     assert list(points)[: len(META.operating_points)] == list(META.operating_points)
     assert key == "site_our_ed" and points[key]["threshold"] == 0.42 and "site_old" not in points
     assert site_points.resolve(META, key).validation_sensitivity == 0.97
     with pytest.raises(ValueError):
-        site_points.save_site_point("  ", 0.5, model_version=META.version, sensitivity=1, specificity=1, n=1)
+        site_points.save_site_point(
+            "  ", 0.5, model_version=META.version, sensitivity=1, specificity=1, n_pneumonia=200, n_normal=200
+        )
     Path(os.environ["PNEUMONIA_SITE_POINTS"]).write_text("{not json")
     assert site_points.operating_points(META) == META.operating_points  # a damaged file offers none
 
 
-def test_your_data_view_scores_a_folder_and_saves_a_site_point(samples, tmp_path):
+def test_your_data_view_scores_a_folder_and_saves_a_site_point(samples, tmp_path, monkeypatch):
     folder = tmp_path / "site"
     for p in samples:
         (folder / p.name.split("_")[0]).mkdir(parents=True, exist_ok=True)
@@ -89,6 +170,15 @@ def test_your_data_view_scores_a_folder_and_saves_a_site_point(samples, tmp_path
     assert len(at.get("plotly_chart")) == 2
     assert any("AUC" in c.value for c in at.caption)
     assert len(at.dataframe) == 2
+    # ten sample images: shown, marked not for clinical use, and no way to save them
+    assert any("NOT FOR CLINICAL USE" in h.value for h in at.subheader)
+    assert not any(b.label == "Save site operating point" for b in at.button)
+    review = AppTest.from_file(str(PAGES / "review.py"), default_timeout=180).run()
+    assert not any(o.startswith("Site:") for o in review.selectbox(key="operating_point").options)
+    # with the rule's minimum lowered to what these ten images have, saving works end to end
+    monkeypatch.setattr(site_points, "MIN_PER_CLASS", 4)
+    at.run()
+    assert not any("NOT FOR CLINICAL USE" in h.value for h in at.subheader)
     at.text_input(key="site_point_name").input("Our clinic")
     next(b for b in at.button if b.label == "Save site operating point").click().run()
     assert any("Site: Our clinic" in s.value for s in at.success), [e.value for e in at.exception]

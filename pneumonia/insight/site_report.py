@@ -104,6 +104,94 @@ def _summary(pdf: FPDF, sv: SiteValidation) -> None:
     pdf.ln(2)
 
 
+def _axes_plot(pdf: FPDF, x: float, y: float, size: float, title: str, labels: tuple[str, str]) -> callable:
+    """A square plot frame on [0, 1] x [0, 1] with a dotted diagonal; returns a function mapping data to page."""
+    pdf.set_draw_color(0)
+    pdf.set_line_width(0.2)
+    pdf.rect(x, y, size, size)
+    pdf.set_font("Helvetica", "B", 8)
+    pdf.set_xy(x, y - 5)
+    pdf.cell(size, 4, title, align="C")
+    pdf.set_font("Helvetica", "", 7)
+    pdf.set_xy(x, y + size + 1)
+    pdf.cell(size, 3, labels[0], align="C")
+    for tick in (0.0, 0.5, 1.0):
+        pdf.set_xy(x - 7, y + size - tick * size - 1.5)
+        pdf.cell(6, 3, f"{tick:g}", align="R")
+        pdf.set_xy(x + tick * size - 3, y + size + 4)
+        pdf.cell(6, 3, f"{tick:g}", align="C")
+    pdf.set_xy(x - 7, y - 5)
+    pdf.cell(6, 4, labels[1][:1])
+
+    def at(u: float, v: float) -> tuple[float, float]:
+        return x + float(u) * size, y + size - float(v) * size
+
+    pdf.set_draw_color(160)
+    pdf.set_dash_pattern(dash=0.6, gap=0.6)
+    pdf.line(*at(0, 0), *at(1, 1))
+    pdf.set_dash_pattern()
+    return at
+
+
+def _polyline(pdf: FPDF, at, xs, ys, colour: tuple[int, int, int], width: float = 0.5) -> None:
+    pdf.set_draw_color(*colour)
+    pdf.set_line_width(width)
+    points = [at(u, v) for u, v in zip(xs, ys)]
+    for a, b in zip(points, points[1:]):
+        pdf.line(*a, *b)
+    pdf.set_line_width(0.2)
+    pdf.set_draw_color(0)
+
+
+def _charts(pdf: FPDF, sv: SiteValidation) -> None:
+    """The ROC curve with its 95% band and the calibration curve, drawn as vector lines."""
+    size, top = 62, pdf.get_y() + 7
+    roc = sv.roc
+    at = _axes_plot(pdf, 25, top, size, f"ROC on your images (AUC {roc['auc']:.3f})", ("1 - specificity", "sens."))
+    band = [at(u, v) for u, v in zip(roc["grid"], roc["high"])] + [
+        at(u, v) for u, v in zip(roc["grid"][::-1], roc["low"][::-1])
+    ]
+    pdf.set_fill_color(200, 215, 235)
+    pdf.polygon(band, style="F")
+    _polyline(pdf, at, roc["fpr"], roc["tpr"], (31, 95, 168))
+    cal = sv.calibration
+    at = _axes_plot(pdf, 120, top, size, f"Calibration (ECE {cal['ece']:.3f})", ("mean predicted", "observed"))
+    _polyline(pdf, at, cal["mean_predicted"], cal["fraction_positive"], (230, 85, 13))
+    for u, v in zip(cal["mean_predicted"], cal["fraction_positive"]):
+        cx, cy = at(u, v)
+        pdf.set_fill_color(230, 85, 13)
+        pdf.ellipse(cx - 0.8, cy - 0.8, 1.6, 1.6, style="F")
+    pdf.set_y(top + size + 10)
+    pdf.set_font("Helvetica", "I", 8)
+    pdf.multi_cell(
+        0,
+        4,
+        "Shaded: 95% band of the ROC curve (patient bootstrap). Dotted: chance (ROC) and perfect calibration.",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    pdf.ln(2)
+
+
+def _small_sample_warning(pdf: FPDF, sv: SiteValidation) -> None:
+    if sv.enough_to_adopt:
+        return
+    from pneumonia.serving.site_points import too_few
+
+    pdf.set_text_color(180, 0, 0)
+    pdf.set_font("Helvetica", "B", 9)
+    pdf.multi_cell(
+        0,
+        4.5,
+        "Small sample, NOT FOR CLINICAL USE: " + too_few(sv.counts["pneumonia"], sv.counts["normal"]) + " The figures "
+        "and re-chosen thresholds below are unsettled (wide intervals; a few images decide them).",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    pdf.set_text_color(0)
+    pdf.ln(2)
+
+
 def validation_pdf(sv: SiteValidation, site_name: str = "") -> bytes:
     """The site's validation report: counts, AUC, each shipped point on the site's images beside the
     shipped figures, the re-chosen thresholds, PPV/NPV at the site's prevalence, and the disclaimer."""
@@ -116,7 +204,10 @@ def validation_pdf(sv: SiteValidation, site_name: str = "") -> bytes:
     where = f"  |  {site_name}" if site_name else ""
     pdf.cell(0, 5, f"Generated {when}  |  model {sv.model_version}{where}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
+    _small_sample_warning(pdf, sv)
     _summary(pdf, sv)
+    if sv.metrics is not None:
+        _charts(pdf, sv)
     if sv.metrics is None:
         pdf.multi_cell(0, 5, "Too few labelled images of each class for sensitivity and specificity.")
     else:

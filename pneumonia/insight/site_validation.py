@@ -2,12 +2,15 @@
 archive run's results (``python -m pneumonia.score``).
 
 The same numbers feed the evaluate command (``--results``), the performance page's "your data"
-view and the validation report (PDF).
+view and the validation report (PDF). The page's patient bootstraps draw exactly the resamples of
+:func:`pneumonia.core.metrics.bootstrap_ci` (same seed, same order) but count each resample with
+weights over the images sorted once, instead of re-running scikit-learn on every resample: the
+same intervals in a fraction of the time (20 images: about 5 s -> well under 1 s).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -18,7 +21,7 @@ from pneumonia.core import operating_points
 from pneumonia.core.kaggle_layout import parse_filename
 from pneumonia.core.labels import LABELS
 from pneumonia.core.metrics import (
-    bootstrap_ci,
+    binary_metrics,
     confusion,
     expected_calibration_error,
     metrics_with_ci,
@@ -28,6 +31,7 @@ from pneumonia.core.metrics import (
 )
 
 FPR_GRID = np.linspace(0.0, 1.0, 101)
+BOOT_CHUNK = 64  # resamples weighed at once (memory: chunk x images)
 MIN_PER_CLASS = 2  # below this a site's labels cannot give sensitivity and specificity
 
 
@@ -88,23 +92,115 @@ def enough_labels(data: Labelled) -> bool:
     return int((data.y == 1).sum()) >= MIN_PER_CLASS and int((data.y == 0).sum()) >= MIN_PER_CLASS
 
 
+class Resamples:
+    """Patient-bootstrap resamples as integer weights per image: resample ``b`` draws groups exactly as
+    :func:`pneumonia.core.metrics.bootstrap_ci` does (``rng.integers(0, G, G)`` per resample, same seed),
+    and an image's weight is how often its patient was drawn. Images are sorted by probability once;
+    each statistic is then a weighted sum, not a new scikit-learn call."""
+
+    def __init__(self, y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, n_boot: int, seed: int = 0):
+        y, p = np.asarray(y).astype(int), np.asarray(p, float)
+        groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+        uniq, inverse = np.unique(groups, return_inverse=True)
+        rng = np.random.default_rng(seed)
+        n_groups = len(uniq)
+        self.draws = (
+            np.stack([np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups) for _ in range(n_boot)])
+            if n_boot
+            else np.zeros((0, n_groups), int)
+        )
+        order = np.argsort(p, kind="stable")
+        self.p, self.y, self.group = p[order], y[order], inverse[order]
+        self.starts = np.flatnonzero(np.r_[True, self.p[1:] != self.p[:-1]]) if len(p) else np.zeros(0, int)
+
+    def chunks(self):
+        """(positive weights, negative weights) per image, ``BOOT_CHUNK`` resamples at a time."""
+        for i in range(0, len(self.draws), BOOT_CHUNK):
+            w = self.draws[i : i + BOOT_CHUNK][:, self.group].astype(float)
+            yield w * self.y, w * (1 - self.y)
+
+    def confusion_counts(self, threshold: float) -> np.ndarray:
+        """tn, fp, fn, tp per resample (rows), at ``threshold`` (called pneumonia at or above it)."""
+        k = int(np.searchsorted(self.p, threshold, side="left"))
+        out = []
+        for wp, wn in self.chunks():
+            tp, fp = wp[:, k:].sum(1), wn[:, k:].sum(1)
+            out.append(np.stack([wn.sum(1) - fp, fp, wp.sum(1) - tp, tp], axis=1))
+        return np.concatenate(out) if out else np.zeros((0, 4))
+
+    def per_value(self):
+        """Positive and negative weight at each distinct probability (ascending), per resample chunk."""
+        for wp, wn in self.chunks():
+            yield np.add.reduceat(wp, self.starts, axis=1), np.add.reduceat(wn, self.starts, axis=1)
+
+    def aucs(self) -> np.ndarray:
+        """ROC AUC per resample (Mann-Whitney with ties counted half, as roc_auc_score); NaN with one class."""
+        out = []
+        for pos, neg in self.per_value():
+            n_pos, n_neg = pos.sum(1), neg.sum(1)
+            pos_above = n_pos[:, None] - np.cumsum(pos, axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out.append((neg * (pos_above + 0.5 * pos)).sum(1) / (n_pos * n_neg))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def roc_curves(self, grid: np.ndarray) -> np.ndarray:
+        """Sensitivity at each false-positive rate of ``grid``, per resample with both classes."""
+        curves = []
+        for pos, neg in self.per_value():
+            tps, fps = np.cumsum(pos[:, ::-1], axis=1), np.cumsum(neg[:, ::-1], axis=1)  # thresholds falling
+            for tp, fp in zip(tps, fps):
+                if tp[-1] > 0 and fp[-1] > 0:
+                    curves.append(np.interp(grid, np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]))
+        return np.array(curves)
+
+
+def _percentiles(values: np.ndarray) -> list[float]:
+    return [float(np.nanpercentile(values, 2.5)), float(np.nanpercentile(values, 97.5))]
+
+
+def resampled_ci(resamples: Resamples, threshold: float, keys: tuple[str, ...]) -> dict[str, list[float]]:
+    """What :func:`pneumonia.core.metrics.bootstrap_ci` gives for these keys, from the weighted resamples."""
+    counts = resamples.confusion_counts(threshold)
+    per = [rates(*row) for row in counts]
+    out = {k: _percentiles(np.array([r[k] for r in per], float)) for k in keys if k != "roc_auc"}
+    if "roc_auc" in keys:
+        out["roc_auc"] = _percentiles(resamples.aucs())
+    return {k: out[k] for k in keys}
+
+
+CI_KEYS = ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "npv", "f1")
+
+
+def site_metrics(data: Labelled, threshold: float, n_boot: int = 1000) -> dict:
+    """:func:`evaluate_results`'s figures (the evaluate command's), with the same intervals computed
+    from weighted resamples."""
+    out = binary_metrics(data.y, data.p, threshold)
+    out["ece"] = expected_calibration_error(data.y, data.p)
+    out["ci95"] = resampled_ci(Resamples(data.y, data.p, data.groups, n_boot), threshold, CI_KEYS)
+    out["per_subtype"] = _per_subtype(data, threshold)
+    out["subtype"] = subtype_summary(data.subtypes, data.bacterial)
+    return out
+
+
+def _per_subtype(data: Labelled, threshold: float) -> dict:
+    """Recall per pneumonia subtype and, for normals, the share called normal (as metrics_with_ci gives)."""
+    per = {}
+    for sub in sorted(set(data.subtypes)):
+        mask = data.subtypes == sub
+        r = rates(*confusion(data.y[mask], data.p[mask], threshold))
+        key = "specificity" if sub == "normal" else "recall"
+        per[sub] = {"n": int(mask.sum()), key: r["specificity" if sub == "normal" else "sensitivity"]}
+    return per
+
+
 def roc_band(data: Labelled, n_boot: int = 200, seed: int = 0) -> dict:
     """The ROC curve, a pointwise 95% band on sensitivity over a grid of false-positive rates
     (patient bootstrap), and the AUC with its interval."""
     fpr, tpr, _ = roc_curve(data.y, data.p)
-    rng = np.random.default_rng(seed)
-    uniq, inverse = np.unique(data.groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
-    curves, aucs = [], []
-    for _ in range(n_boot):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
-        yb, pb = data.y[idx], data.p[idx]
-        if len(np.unique(yb)) < 2:
-            continue
-        f, t, _ = roc_curve(yb, pb)
-        curves.append(np.interp(FPR_GRID, f, t))
-        aucs.append(roc_auc_score(yb, pb))
-    band = np.percentile(np.array(curves), [2.5, 97.5], axis=0) if curves else np.vstack([FPR_GRID, FPR_GRID])
+    resamples = Resamples(data.y, data.p, data.groups, n_boot, seed)
+    curves, aucs = resamples.roc_curves(FPR_GRID), resamples.aucs()
+    aucs = aucs[~np.isnan(aucs)]
+    band = np.percentile(curves, [2.5, 97.5], axis=0) if len(curves) else np.vstack([FPR_GRID, FPR_GRID])
     return {
         "fpr": fpr,
         "tpr": tpr,
@@ -112,7 +208,7 @@ def roc_band(data: Labelled, n_boot: int = 200, seed: int = 0) -> dict:
         "low": band[0],
         "high": band[1],
         "auc": float(roc_auc_score(data.y, data.p)),
-        "auc_ci": [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))] if aucs else [np.nan] * 2,
+        "auc_ci": _percentiles(aucs) if len(aucs) else [np.nan] * 2,
     }
 
 
@@ -131,9 +227,9 @@ def calibration(data: Labelled, n_bins: int = 10) -> dict:
     }
 
 
-def _point_row(data: Labelled, name: str, threshold: float, prevalence: float, n_boot: int) -> dict:
+def _point_row(data: Labelled, resamples: Resamples, name: str, threshold: float, prevalence: float) -> dict:
     r = rates(*confusion(data.y, data.p, threshold))
-    ci = bootstrap_ci(data.y, data.p, threshold, groups=data.groups, n_boot=n_boot, keys=("sensitivity", "specificity"))
+    ci = resampled_ci(resamples, threshold, ("sensitivity", "specificity"))
     ppv, npv = predictive_values_at_prevalence(r["sensitivity"], r["specificity"], prevalence)
     return {
         "operating point": name,
@@ -151,9 +247,10 @@ def shipped_points_on_site(
     data: Labelled, points: dict[str, dict], prevalence: float, n_boot: int = 300
 ) -> pd.DataFrame:
     """Each shipped operating point: its validation figures beside what it does on this site's images."""
+    resamples = Resamples(data.y, data.p, data.groups, n_boot)
     rows = []
     for name, point in points.items():
-        row = _point_row(data, name, float(point["threshold"]), prevalence, n_boot)
+        row = _point_row(data, resamples, name, float(point["threshold"]), prevalence)
         row["shipped sensitivity"] = point.get("validation_sensitivity")
         row["shipped specificity"] = point.get("validation_specificity")
         rows.append(row)
@@ -163,9 +260,22 @@ def shipped_points_on_site(
 def rechosen_points(data: Labelled, prevalence: float, n_boot: int = 300) -> pd.DataFrame:
     """The operating points chosen again, by the shipped rule, on this site's images."""
     chosen = operating_points.choose(data.y, data.p)
+    resamples = Resamples(data.y, data.p, data.groups, n_boot)
     return pd.DataFrame(
-        [_point_row(data, name, float(pt["threshold"]), prevalence, n_boot) for name, pt in chosen.items()]
+        [_point_row(data, resamples, name, float(pt["threshold"]), prevalence) for name, pt in chosen.items()]
     )
+
+
+def with_prevalence(table: pd.DataFrame | None, prevalence: float) -> pd.DataFrame | None:
+    """PPV and NPV of each row again at another prevalence (Bayes; nothing is resampled)."""
+    if table is None:
+        return None
+    out = table.copy()
+    values = [
+        predictive_values_at_prevalence(se, sp, prevalence) for se, sp in zip(out["sensitivity"], out["specificity"])
+    ]
+    out["PPV"], out["NPV"] = [v[0] for v in values], [v[1] for v in values]
+    return out
 
 
 @dataclass
@@ -181,6 +291,22 @@ class SiteValidation:
     rechosen: pd.DataFrame | None
     roc: dict | None
     calibration: dict | None
+
+    @property
+    def enough_to_adopt(self) -> bool:
+        """Enough labelled images of each class for a site threshold to be saved for clinical use."""
+        from pneumonia.serving.site_points import too_few
+
+        return not too_few(self.counts["pneumonia"], self.counts["normal"])
+
+    def at_prevalence(self, prevalence: float) -> SiteValidation:
+        """The same figures with PPV and NPV at another prevalence: a prevalence change costs no resampling."""
+        return replace(
+            self,
+            prevalence=float(prevalence),
+            shipped=with_prevalence(self.shipped, prevalence),
+            rechosen=with_prevalence(self.rechosen, prevalence),
+        )
 
 
 def file_counts(results: pd.DataFrame, data: Labelled) -> dict[str, int]:
@@ -216,7 +342,7 @@ def validate(
         model_version=model_version,
         counts=counts,
         prevalence=prev,
-        metrics=evaluate_results(data, threshold, n_boot=n_boot),
+        metrics=site_metrics(data, threshold, n_boot=n_boot),
         default_point=default_point,
         shipped=shipped_points_on_site(data, points, prev, n_boot),
         rechosen=rechosen_points(data, prev, n_boot),
