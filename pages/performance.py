@@ -2,6 +2,7 @@
 the "your data" view of a site's own results (pages/your_data.py)."""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from pages import resources, validation_views, widgets
@@ -9,14 +10,75 @@ from pages.your_data import your_data_view
 from pneumonia.core.metrics import predictive_values_at_prevalence
 from pneumonia.insight import charts
 from pneumonia.insight.artifacts import Artifacts, comparison_table, metrics_table
+from pneumonia.insight.external_test import expectation_words
 from pneumonia.serving.explain import METHODS, overlay
+
+STRESS_WORDS = {
+    "identity": "no change",
+    "contrast_low": "lower contrast",
+    "contrast_high": "higher contrast",
+    "gamma_0.7": "gamma 0.7 (lighter mid-greys)",
+    "gamma_1.4": "gamma 1.4 (darker mid-greys)",
+    "brighter": "brighter",
+    "darker": "darker",
+    "blur": "blurred",
+    "noise": "noisier",
+    "low_resolution": "lower resolution",
+    "crop_8pct": "cropped 8% per side",
+}
+RATE_COLUMNS = {
+    "roc_auc": st.column_config.NumberColumn("ROC AUC", format="%.3f"),
+    "accuracy": st.column_config.NumberColumn("accuracy", format="%.3f"),
+    "sensitivity": st.column_config.NumberColumn("sensitivity", format="%.3f"),
+    "specificity": st.column_config.NumberColumn("specificity", format="%.3f"),
+    "mean_probability_shift": st.column_config.NumberColumn("mean probability shift", format="%.3f"),
+    "ece": st.column_config.NumberColumn("calibration error (ECE)", format="%.3f"),
+}
+
+
+def n_out_of_fold(art: Artifacts) -> tuple[int, int, int]:
+    """Films in the out-of-fold figures, the pool the Dataset page counts, and the hard normals between them."""
+    counts = art.metadata.training.get("n_images", {})
+    return art.test_metrics["n"], counts.get("pool", art.test_metrics["n"]), counts.get("hard_normals", 0)
+
+
+def two_measurements(art: Artifacts, external: dict | None) -> None:
+    """The out-of-fold figures beside the external measurement, and which a hospital should expect."""
+    tm = art.test_metrics
+    if external is None:
+        st.info(validation_views.VALIDATION_WORDS)
+        return
+    n, _, hard = n_out_of_fold(art)
+    rows = [
+        {"measurement": f"Out of fold: training hospital, {n:,} films ({hard} hard normals apart)", **_rates(tm)},
+        {
+            "measurement": f"External: official test split, {external['n']} children of another cohort",
+            **_rates(external),
+        },
+    ]
+    st.subheader("Two measurements of this model at the default operating point")
+    st.dataframe(
+        rows, hide_index=True, column_config={"measurement": st.column_config.TextColumn(width="large"), **RATE_COLUMNS}
+    )
+    st.markdown(expectation_words(external, tm))
+    with st.expander("How each was measured"):
+        st.markdown(validation_views.VALIDATION_WORDS)
+        st.markdown(
+            f"The external figures: {external.get('what', 'the official test split')}. "
+            + validation_views.external_details(external)
+        )
+
+
+def _rates(m: dict) -> dict:
+    return {k: m.get(k) for k in ("accuracy", "roc_auc", "sensitivity", "specificity")} | {"ece": m.get("ece")}
 
 
 def metrics_at_default(art: Artifacts) -> None:
     tm = art.test_metrics
     default = art.metadata.operating_points[art.metadata.default_operating_point]
     st.subheader(
-        f"Metrics at the default operating point ({default['label'].split(' (')[0]}, threshold {tm['threshold']:.3f})"
+        f"Out-of-fold metrics at the default operating point ({default['label'].split(' (')[0]}, "
+        f"threshold {tm['threshold']:.1%})"
     )
     st.dataframe(
         metrics_table(tm),
@@ -33,9 +95,19 @@ def threshold_explorer(y: np.ndarray, p: np.ndarray, default_threshold: float) -
     st.subheader("Threshold explorer")
     c1, c2 = st.columns([2, 1])
     with c2:
-        threshold = st.slider("Threshold", 0.01, 0.99, float(round(default_threshold, 2)), 0.01, key="threshold")
+        # in percent to one decimal, so the default point is exactly the 64.8% the other pages show
+        percent = st.slider(
+            "Threshold", 1.0, 99.0, float(round(default_threshold * 100, 1)), 0.1, format="%.1f%%", key="threshold"
+        )
+        threshold = default_threshold if abs(percent - default_threshold * 100) < 0.05 else percent / 100
         prevalence = st.number_input(
-            "Prevalence of pneumonia in your population", 0.01, 0.99, 0.30, 0.01, key="prevalence"
+            "Prevalence of pneumonia in your population",
+            0.01,
+            0.99,
+            0.10,
+            0.01,
+            key="prevalence",
+            help="Share of the children you scan who have pneumonia; PPV and NPV depend on it.",
         )
     fig, r = charts.confusion_matrix_figure(y, p, threshold)
     ppv_at, npv_at = predictive_values_at_prevalence(r["sensitivity"], r["specificity"], prevalence)
@@ -46,9 +118,13 @@ def threshold_explorer(y: np.ndarray, p: np.ndarray, default_threshold: float) -
         st.metric("Specificity", f"{r['specificity']:.1%}")
         st.metric("PPV / NPV (this split)", f"{r['precision']:.1%} / {r['npv']:.1%}")
         st.metric(f"PPV / NPV at {prevalence:.0%} prevalence", f"{ppv_at:.1%} / {npv_at:.1%}")
+    n = r["fn"] + r["tp"] + r["fp"] + r["tn"]
     st.caption(
-        f"At {threshold:.2f} the model misses {r['fn']} of {r['fn'] + r['tp']} pneumonia images and flags "
-        f"{r['fp']} of {r['fp'] + r['tn']} normal ones."
+        f"At {threshold:.1%} the model misses {r['fn']} of {r['fn'] + r['tp']} pneumonia films and flags "
+        f"{r['fp']} of {r['fp'] + r['tn']} normal ones: the {n:,} out-of-fold films. The Dataset page's "
+        f"{n + HARD_NORMALS:,} also count the {HARD_NORMALS} hard normals, reported apart (their specificity is in "
+        "the re-framing table above). PPV and NPV change with prevalence; at a prevalence near 30% they happen "
+        "to equal sensitivity and specificity for this model."
     )
 
 
@@ -73,12 +149,24 @@ def curves_and_calibration(art: Artifacts, y: np.ndarray, p: np.ndarray) -> None
 
 
 def stress_test(tm: dict) -> None:
-    st.subheader("Stress test (out-of-fold images under image changes, default threshold)")
-    st.dataframe([{"perturbation": k, **v} for k, v in tm["stress"].items()], hide_index=True)
+    st.subheader("Stress test: pixel-level changes to the same films (default threshold)")
+    rows = [{"change": STRESS_WORDS.get(k, k.replace("_", " ")), **v} for k, v in tm["stress"].items()]
+    st.dataframe(rows, hide_index=True, column_config=RATE_COLUMNS)
     worst = min(tm["stress"].items(), key=lambda kv: kv[1]["specificity"])
+    framing = min(
+        ((k, m) for k, m in tm["reframed"].items() if k != "plain"), key=lambda kv: kv[1]["specificity"], default=None
+    )
+    harder = (
+        f" Framing is harder still: {charts.FRAME_WORDS.get(framing[0], framing[0])}, specificity "
+        f"{framing[1]['specificity']:.1%} (re-framing section above)."
+        if framing and framing[1]["specificity"] < worst[1]["specificity"]
+        else ""
+    )
     st.caption(
-        f"The hardest change for specificity is {worst[0]} ({worst[1]['specificity']:.1%}); this is how the "
-        "model may behave on images processed differently from the training hospital's."
+        "On a random sample of a few hundred out-of-fold films, each changed as shown; read each row against "
+        "'no change' (the same sample as taken), which differs from the headline figures above (all "
+        f"{tm['n']:,} films) by sampling alone. Of these changes the hardest for specificity is "
+        f"{STRESS_WORDS.get(worst[0], worst[0])} ({worst[1]['specificity']:.1%}).{harder}"
     )
 
 
@@ -102,13 +190,21 @@ def failure_gallery(failures: dict) -> None:
     )
 
 
-def beside_published(art: Artifacts) -> None:
+def beside_published(art: Artifacts, external: dict | None) -> None:
     st.subheader("Beside the published results")
-    st.dataframe(comparison_table(art.test_metrics), hide_index=True)
+    table = comparison_table(art.test_metrics)
+    if external is not None:
+        row = {"source": "This model, external check", "split": external.get("split", "official test")}
+        table = pd.concat([table.iloc[:1], pd.DataFrame([row | _rates(external)]), table.iloc[1:]])
+    st.dataframe(
+        table[["source", "accuracy", "roc_auc", "sensitivity", "specificity", "split"]],
+        hide_index=True,
+        column_config={"source": st.column_config.TextColumn(width="medium"), **RATE_COLUMNS},
+    )
     st.caption(
-        "The published figures are on the official 624-image test split; ours above are out-of-fold on the "
-        "pooled training data. They are not directly comparable; the official-split result is reported in "
-        "the model card when measured."
+        "The published figures, like this model's external check, are on the official 624-image test split; "
+        "the out-of-fold row is the training hospital's own films and is not comparable with them. Blank: not "
+        "published."
     )
     if art.experiments is not None:
         with st.expander("Experiment log (models/experiments.csv)"):
@@ -121,8 +217,10 @@ if view == "Your data":
     your_data_view()
     st.stop()
 art = resources.model_artifacts()
+external = resources.external_test()
+HARD_NORMALS = n_out_of_fold(art)[2]
 y, p = art.predictions["label"].to_numpy(), art.predictions["probability"].to_numpy()
-st.info(validation_views.VALIDATION_WORDS)
+two_measurements(art, external)
 metrics_at_default(art)
 validation_views.reframed_section(art.test_metrics)
 threshold_explorer(y, p, art.test_metrics["threshold"])
@@ -130,4 +228,4 @@ curves_and_calibration(art, y, p)
 validation_views.subtype_section(art)
 stress_test(art.test_metrics)
 failure_gallery(art.failures)
-beside_published(art)
+beside_published(art, external)

@@ -100,6 +100,14 @@ def model_artifacts() -> Artifacts:
 
 
 @st.cache_data(show_spinner=False)
+def external_test() -> dict | None:
+    """The shipped model version's external measurement (official test split), or None (insight.external_test)."""
+    from pneumonia.insight.external_test import external_test as read_external_test
+
+    return read_external_test(MODELS_DIR, model_metadata())
+
+
+@st.cache_data(show_spinner=False)
 def data_set_summary() -> tuple[dict, dict[str, np.ndarray]]:
     """The data set summary shipped in assets/ (``python -m pneumonia.eda``)."""
     return load_summary(ASSETS_DIR)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import identity, pacs_views, reads, resources, view_keeper, widgets
+from pages import identity, pacs_views, reads, resources, widgets
 from pneumonia.core.decode import dicom_context
 from pneumonia.core.operating_points import CUSTOM, ThresholdChoice, resolve_threshold
 from pneumonia.insight import report
@@ -182,7 +182,7 @@ def image_header(result: ImageResult, results: list[ImageResult]) -> None:
     same = report.duplicates(results).get(results.index(result) + 1) if result in results else None
     if same:
         st.warning(f"Duplicate: the same pixels were uploaded as item(s) {', '.join(map(str, same))}.")
-    for note in result.notices:
+    for note in result.notices if result.scored else []:  # "interpret with care" means nothing unscored
         st.info(note)
 
 
@@ -433,8 +433,6 @@ def reading_room(results: list[ImageResult], choice: ThresholdChoice) -> None:
 
 st.title("Review chest x-rays")
 choice = sidebar_settings()
-with st.sidebar:
-    view_keeper.keep_view()
 items = chosen_files()
 if not items:
     st.info("Upload one or more frontal chest radiographs to begin.")

@@ -19,6 +19,28 @@ VALIDATION_WORDS = (
 )
 
 
+def external_details(external: dict) -> str:
+    """The rest of the external measurement, in words: interval, calibration, cropping, bacterial vs viral."""
+    parts = []
+    if external.get("accuracy_ci95"):
+        lo, hi = external["accuracy_ci95"]
+        parts.append(f"Accuracy {external['accuracy']:.1%} (95% CI {lo:.1%} to {hi:.1%})")
+    if external.get("ece") is not None:
+        parts.append(f"calibration error (ECE, 10 bins) {external['ece']:.3f}")
+    crop = external.get("cropped_10_per_side")
+    if crop:
+        parts.append(
+            f"cropped 10% per side: accuracy {crop['accuracy']:.1%}, probabilities moved by "
+            f"{crop['mean_probability_shift']:.3f} on average"
+        )
+    sub = external.get("bacterial_vs_viral")
+    if sub:
+        parts.append(
+            f"bacterial vs viral on its {sub['n']} pneumonias: accuracy {sub['accuracy']:.1%}, AUC {sub['roc_auc']:.3f}"
+        )
+    return "; ".join(parts) + "." if parts else ""
+
+
 def reframed_table(tm: dict) -> pd.DataFrame:
     rows = []
     for frame, m in tm["reframed"].items():

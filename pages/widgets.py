@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from pages import view_keeper
 from pneumonia.core.png import encode_png
 from pneumonia.insight.artifacts import operating_point_rows
 from pneumonia.insight.report import DISCLAIMER
@@ -20,6 +21,7 @@ def frame(model_version: str) -> None:
     with st.sidebar:
         st.caption(DISCLAIMER)
         st.caption(f"Model {model_version}")
+        view_keeper.keep_view()  # the viewer's zoom across re-renders; the sidebar folded on narrow screens
 
 
 def loading_notice(model_ready) -> None:
@@ -47,7 +49,11 @@ def chart_with_answer(figure_and_answer: tuple, note: str = "") -> None:
 
 def operating_point_table(operating_points: dict[str, dict], by_operating_point: dict | None = None) -> None:
     """The operating points with their validation (and, when given, internal test) figures."""
-    st.dataframe(operating_point_rows(operating_points, by_operating_point), hide_index=True)
+    rows = operating_point_rows(operating_points, by_operating_point)
+    rows["threshold"] = rows["threshold"] * 100  # in percent, as the review page words a threshold
+    rates = {c: st.column_config.NumberColumn(format="%.3f") for c in rows.columns[2:]}
+    threshold = st.column_config.NumberColumn("threshold", format="%.1f%%")
+    st.dataframe(rows, hide_index=True, column_config={**rates, "threshold": threshold})
 
 
 def thumbnail_data_url(pixels: np.ndarray, side: int = 72) -> str:

@@ -114,17 +114,44 @@ def test_eda_page():
 
 def test_performance_page_threshold_moves_the_confusion_matrix():
     at = run_page("performance.py")
-    assert "out-of-fold validation" in at.info[0].value
+    text = " ".join(m.value for m in at.markdown)
+    assert "out-of-fold validation" in text and "What a hospital should expect: the external figures" in text
     assert any("no basis for prescribing" in w.value for w in at.warning)  # the subtype section says it
     assert any(h.value.startswith("Validation that contains the failure") for h in at.subheader)
+    assert any(h.value.startswith("Two measurements") for h in at.subheader)
+    captions = " ".join(c.value for c in at.caption)
+    # every number that differs from the headline says why
+    assert "by sampling alone" in captions and "hard normals, reported apart" in captions
+    assert "Framing is harder still" in captions
+    assert any("threshold 64.8%" in h.value for h in at.subheader)  # the default point as the other pages word it
+    assert at.slider(key="threshold").value == 64.8
     low = (_metric(at, "Sensitivity"), _metric(at, "Specificity"))
-    at.slider(key="threshold").set_value(0.99).run()
+    assert low == ("96.7%", "98.6%")  # the headline at the default point, exactly
+    at.slider(key="threshold").set_value(99.0).run()
     high = (_metric(at, "Sensitivity"), _metric(at, "Specificity"))
     assert low != high
     assert float(high[0].rstrip("%")) <= float(low[0].rstrip("%"))
     assert float(high[1].rstrip("%")) >= float(low[1].rstrip("%"))
     at.number_input(key="prevalence").set_value(0.05).run()
     assert "5%" in next(m.label for m in at.metric if m.label.startswith("PPV / NPV at"))
+
+
+def test_external_figures_belong_to_their_model_version(tmp_path):
+    import dataclasses
+    import json
+
+    from pneumonia.insight.external_test import external_test
+    from pneumonia.serving.metadata import read_metadata
+    from pneumonia.serving.model import DEFAULT_MODEL_DIR
+
+    meta = read_metadata(DEFAULT_MODEL_DIR)
+    shipped = external_test(DEFAULT_MODEL_DIR, meta)
+    assert shipped["model_version"] == meta.version and shipped["n"] == 624 and shipped["accuracy"] == 0.944
+    (tmp_path / "external_test.json").write_text(json.dumps({**shipped, "model_version": "another"}))
+    assert external_test(tmp_path, meta) is None  # never shown as another model's
+    assert external_test(tmp_path / "none", meta) is None
+    official = {"n": 10, "accuracy": 0.9, "roc_auc": 0.9, "sensitivity": 0.9, "specificity": 0.9}
+    assert external_test(tmp_path, dataclasses.replace(meta, official_test=official)) == official
 
 
 def test_model_card_page():
@@ -138,6 +165,9 @@ def test_model_card_page():
         "fingerprint",
         "Expected performance",
         "Does the heatmap look at the lungs?",
+        "In short",  # for a stakeholder first
+        "expect figures like these",
+        "Official test split** (624 children",
     ):
         assert phrase in text
     assert any("no basis for prescribing" in w.value for w in at.warning)

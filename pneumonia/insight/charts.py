@@ -203,7 +203,7 @@ def confusion_matrix_figure(y: np.ndarray, p: np.ndarray, threshold: float) -> t
         )
     )
     fig.update_layout(
-        title=f"Confusion matrix at threshold {threshold:.3f}", yaxis={"autorange": "reversed"}, height=360
+        title=f"Confusion matrix at threshold {threshold:.1%}", yaxis={"autorange": "reversed"}, height=360
     )
     return fig, rates(tn, fp, fn, tp) | {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
 
@@ -345,8 +345,20 @@ def reframing_figure(reframed: dict) -> tuple[go.Figure, str]:
             rows.append(
                 {"framing": words, "measure": "specificity on hard normals", "value": m["hard_normal_specificity"]}
             )
-    fig = px.bar(pd.DataFrame(rows), x="framing", y="value", color="measure", barmode="group", range_y=[0, 1.02])
-    fig.update_layout(title="The same held-out films, re-framed", height=400, yaxis_title="", legend_title_text="")
+    # horizontal bars: the framings' names stay readable on a narrow screen (upright labels were cut off)
+    fig = px.bar(
+        pd.DataFrame(rows), y="framing", x="value", color="measure", barmode="group", orientation="h", range_x=[0, 1.02]
+    )
+    fig.update_layout(
+        title="The same held-out films, re-framed",
+        height=440,
+        xaxis_title="",
+        yaxis_title="",
+        yaxis={"autorange": "reversed"},
+        legend_title_text="",
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
+        margin={"t": 80},
+    )
     crop = reframed.get("crop125", {})
     return fig, (
         f"Tightly framed normals were the first model's failure on new patients. Cropped 12.5% per side, "

@@ -41,17 +41,18 @@ class GateResult:
         lines = []
         if "appearance_error" in s:
             lines.append(
-                f"Appearance check (how well the image matches typical chest radiographs): error "
-                f"{s['appearance_error']:.2f}, limit {s['appearance_limit']:.2f}."
+                f"Appearance check (how far the image is from typical chest radiographs): "
+                f"{s['appearance_error']:.2f}, where up to {s['appearance_limit']:.2f} is accepted."
             )
         if "embedding_distance" in s:
             lines.append(
                 f"Familiarity check (distance from the training x-rays in the model's own features): "
-                f"{s['embedding_distance']:.1f}, limit {s['embedding_limit']:.1f}."
+                f"{s['embedding_distance']:.1f}, where up to {s['embedding_limit']:.1f} is accepted."
             )
         if "colourfulness" in s:
             lines.append(
-                f"Colourfulness {s['colourfulness']:.1f} (limit {COLOUR_LIMIT:.0f}); grey-level spread {s['std']:.1f}."
+                f"Colourfulness {s['colourfulness']:.1f} (up to {COLOUR_LIMIT:.0f} is accepted); grey-level spread "
+                f"{s['std']:.1f}."
             )
         return lines
 
@@ -151,7 +152,7 @@ class Gate:
                 reasons.append("The image does not look like a frontal chest radiograph.")
             if emb[0] > self.params["embedding_limit"]:
                 reasons.append(
-                    "Unlike the chest x-rays the model was trained on. Its score would not be reliable, so no "
-                    "probability is given."
+                    "It is unlike the chest x-rays the model was trained on: its score would not be reliable, so "
+                    "no probability is given."
                 )
         return GateResult(ok=not reasons, reasons=reasons, scores=scores)
