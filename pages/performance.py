@@ -32,7 +32,7 @@ RATE_COLUMNS = {
     "sensitivity": st.column_config.NumberColumn("sensitivity", format="%.3f"),
     "specificity": st.column_config.NumberColumn("specificity", format="%.3f"),
     "mean_probability_shift": st.column_config.NumberColumn("mean probability shift", format="%.3f"),
-    "ece": st.column_config.NumberColumn("calibration error (ECE)", format="%.3f"),
+    "ece": st.column_config.NumberColumn("ECE", format="%.3f", help="Expected calibration error (10 bins)"),
 }
 
 
@@ -48,17 +48,17 @@ def two_measurements(art: Artifacts, external: dict | None) -> None:
     if external is None:
         st.info(validation_views.VALIDATION_WORDS)
         return
-    n, _, hard = n_out_of_fold(art)
+    n = n_out_of_fold(art)[0]
     rows = [
-        {"measurement": f"Out of fold: training hospital, {n:,} films ({hard} hard normals apart)", **_rates(tm)},
+        {"measurement": f"Out of fold (training hospital, {n:,} films)", **_rates(tm)},
         {
-            "measurement": f"External: official test split, {external['n']} children of another cohort",
+            "measurement": f"External (official test, {external['n']} children)",
             **_rates(external),
         },
     ]
     st.subheader("Two measurements of this model at the default operating point")
     st.dataframe(
-        rows, hide_index=True, column_config={"measurement": st.column_config.TextColumn(width="large"), **RATE_COLUMNS}
+        rows, hide_index=True, column_config={"measurement": st.column_config.TextColumn(width=290), **RATE_COLUMNS}
     )
     st.markdown(expectation_words(external, tm))
     with st.expander("How each was measured"):

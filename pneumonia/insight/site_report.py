@@ -58,7 +58,8 @@ def point_table(df: pd.DataFrame, shipped: bool) -> pd.DataFrame:
     def pct(v) -> str:
         return "" if v is None or pd.isna(v) else f"{v:.1%}"
 
-    out = pd.DataFrame({"operating point": df["operating point"], "threshold": df["threshold"].map("{:.3f}".format)})
+    names = df["operating point"].map(lambda k: str(k).replace("_", " ").capitalize())  # words, not keys
+    out = pd.DataFrame({"operating point": names, "threshold": df["threshold"].map("{:.1%}".format)})
     if shipped:
         out["shipped sensitivity"] = df["shipped sensitivity"].map(pct)
         out["shipped specificity"] = df["shipped specificity"].map(pct)
