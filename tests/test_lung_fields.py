@@ -140,3 +140,23 @@ def test_mass_and_hotspot_inside_a_mask():
     assert hotspot_at_edge(np.eye(1, 100, 5).reshape(1, 100)) and not hotspot_at_edge(
         np.eye(1, 100, 30).reshape(1, 100)
     )
+
+
+def test_the_viewer_outline_lies_on_the_image_in_pixels():
+    """pages.lung_outline draws one faint line per lung on each image of the viewer's figure, in the
+    viewer's pixel coordinates of the film as shown (not the squashed model input)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from pages.lung_outline import add_outline
+
+    xray = read_file(str(SAMPLES[0]))
+    h, w = xray.pixels.shape
+    figure = make_subplots(rows=1, cols=2)
+    for col in (1, 2):
+        figure.add_trace(go.Image(z=np.zeros((h, w, 3), np.uint8)), row=1, col=col)
+    add_outline(figure, xray.sha256, _input(SAMPLES[0]), (h, w))
+    lines = [t for t in figure.data if isinstance(t, go.Scatter)]
+    assert len(lines) == 4 and all(t.hoverinfo == "skip" for t in lines)  # two lungs on each image
+    for t in lines:
+        assert min(t.x) >= -0.5 and max(t.x) <= w and min(t.y) >= -0.5 and max(t.y) <= h
