@@ -44,9 +44,10 @@ def outline_traces(outlines: list[np.ndarray], shape: tuple[int, int]) -> list[g
     ]
 
 
-def add_outline(figure: go.Figure, image_sha256: str, model_input: np.ndarray, shape: tuple[int, int]) -> None:
-    """Draw the estimated outline on every image of the viewer's figure (one or two side by side)."""
+def add_outline(figure: go.Figure, outlines: list[np.ndarray], shape: tuple[int, int]) -> go.Figure:
+    """Draw the outlines on every image of the viewer's figure (one or two side by side); returns it."""
     columns = sum(1 for t in figure.data if isinstance(t, go.Image))
-    for trace in outline_traces(outline_fractions(image_sha256, model_input), shape):
+    for trace in outline_traces(outlines, shape):
         for col in range(1, columns + 1):
             figure.add_trace(trace, row=1, col=col)
+    return figure

@@ -148,14 +148,14 @@ def test_the_viewer_outline_lies_on_the_image_in_pixels():
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from pages.lung_outline import add_outline
+    from pages.lung_outline import add_outline, outline_fractions
 
     xray = read_file(str(SAMPLES[0]))
     h, w = xray.pixels.shape
     figure = make_subplots(rows=1, cols=2)
     for col in (1, 2):
         figure.add_trace(go.Image(z=np.zeros((h, w, 3), np.uint8)), row=1, col=col)
-    add_outline(figure, xray.sha256, _input(SAMPLES[0]), (h, w))
+    add_outline(figure, outline_fractions(xray.sha256, _input(SAMPLES[0])), (h, w))
     lines = [t for t in figure.data if isinstance(t, go.Scatter)]
     assert len(lines) == 4 and all(t.hoverinfo == "skip" for t in lines)  # two lungs on each image
     for t in lines:
