@@ -15,6 +15,7 @@ LIGHT_MODULES = (
     "pneumonia.serving.model",
     "pneumonia.serving.pipeline",
     "pneumonia.serving.explain",
+    "pneumonia.serving.lung_fields",
     "pneumonia.serving.metadata",
     "pneumonia.insight.report",
     "pneumonia.insight.artifacts",
