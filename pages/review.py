@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import identity, pacs_views, reads, resources, widgets
+from pneumonia.audit import AuditUnavailable
 from pneumonia.core.decode import dicom_context
 from pneumonia.core.operating_points import CUSTOM, ThresholdChoice, resolve_threshold
 from pneumonia.insight import report
@@ -359,20 +360,24 @@ def save_review(
     if not reader.may_record:
         st.error(reader.refusal)
         return None
-    resources.audit_log().record(
-        image_sha256=result.xray.sha256,
-        model_version=resources.model_version(),
-        operating_point=choice.operating_point,
-        threshold=choice.threshold,
-        heatmap_method=st.session_state.get("method", "gradcam"),
-        probability=result.probability,
-        label=result.label,
-        reader_agrees=agrees,
-        comment=comment,
-        reader=reader.name,
-        reader_id=reader.subject,
-        reader_verified=reader.verified,
-    )
+    try:
+        resources.audit_log().record(
+            image_sha256=result.xray.sha256,
+            model_version=resources.model_version(),
+            operating_point=choice.operating_point,
+            threshold=choice.threshold,
+            heatmap_method=st.session_state.get("method", "gradcam"),
+            probability=result.probability,
+            label=result.label,
+            reader_agrees=agrees,
+            comment=comment,
+            reader=reader.name,
+            reader_id=reader.subject,
+            reader_verified=reader.verified,
+        )
+    except AuditUnavailable as err:  # the database is down: say so, the read is not saved
+        st.error(str(err))
+        return None
     review = report.ReaderReview(reader.name, agrees, comment.strip(), accession.strip())
     saved_reviews()[result.xray.sha256] = review
     return review
@@ -406,12 +411,16 @@ def report_download(result: ImageResult, choice: ThresholdChoice, review: report
 
 def audit_trail() -> None:
     with st.expander("Audit trail (recent reviews)"):
-        log = resources.audit_log()
-        recent = log.recent(50)
+        try:
+            log = resources.audit_log()
+            recent, csv = log.recent(50), log.to_csv()
+        except AuditUnavailable as err:  # the database is down: say so instead of a traceback
+            st.error(str(err))
+            return
         recent["time"] = recent["time"].str.replace("T", " ").str[:16]  # stored in UTC, to the second
         recent["probability"] = recent["probability"].map(report.probability_percent)  # as the worklist shows it
         st.dataframe(recent, hide_index=True, column_config=widgets.AUDIT_COLUMNS, column_order=widgets.AUDIT_ORDER)
-        st.download_button("Download audit trail CSV", log.to_csv(), "audit.csv", "text/csv")
+        st.download_button("Download audit trail CSV", csv, "audit.csv", "text/csv")
 
 
 @st.fragment
