@@ -59,15 +59,13 @@ def reframed_table(tm: dict) -> pd.DataFrame:
 
 def reframed_section(tm: dict) -> None:
     st.subheader("Validation that contains the failure: the same films re-framed")
-    c1, c2 = st.columns([3, 2])
-    with c1:
-        widgets.chart_with_answer(charts.reframing_figure(tm["reframed"]))
-    with c2:
-        st.dataframe(
-            reframed_table(tm),
-            hide_index=True,
-            column_config={c: st.column_config.NumberColumn(format="%.3f") for c in reframed_table(tm).columns[1:]},
-        )
+    # one above the other: side by side, the table's columns were cut off on an 800 px screen
+    widgets.chart_with_answer(charts.reframing_figure(tm["reframed"]))
+    st.dataframe(
+        reframed_table(tm),
+        hide_index=True,
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in reframed_table(tm).columns[1:]},
+    )
     st.caption(
         "At the default operating point. Shift: mean absolute change of the probability against the film as taken."
     )

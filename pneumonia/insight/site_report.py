@@ -13,6 +13,11 @@ from pneumonia.insight.report import DISCLAIMER
 from pneumonia.insight.site_validation import SiteValidation
 
 
+def _words(key) -> str:
+    """An operating point's key in words: "High sensitivity", not "high_sensitivity"."""
+    return str(key).replace("_", " ").capitalize()
+
+
 def roc_with_band(sv: SiteValidation) -> tuple[go.Figure, str]:
     roc = sv.roc
     fig = go.Figure()
@@ -24,7 +29,11 @@ def roc_with_band(sv: SiteValidation) -> tuple[go.Figure, str]:
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"}, name="chance")
     for _, row in sv.shipped.iterrows():
         fig.add_scatter(
-            x=[1 - row["specificity"]], y=[row["sensitivity"]], mode="markers", marker={"size": 11}, name=row.iloc[0]
+            x=[1 - row["specificity"]],
+            y=[row["sensitivity"]],
+            mode="markers",
+            marker={"size": 11},
+            name=_words(row.iloc[0]),
         )
     fig.update_layout(title="ROC curve on your data", xaxis_title="1 - specificity", yaxis_title="sensitivity")
     lo, hi = roc["auc_ci"]
@@ -58,7 +67,7 @@ def point_table(df: pd.DataFrame, shipped: bool) -> pd.DataFrame:
     def pct(v) -> str:
         return "" if v is None or pd.isna(v) else f"{v:.1%}"
 
-    names = df["operating point"].map(lambda k: str(k).replace("_", " ").capitalize())  # words, not keys
+    names = df["operating point"].map(_words)
     out = pd.DataFrame({"operating point": names, "threshold": df["threshold"].map("{:.1%}".format)})
     if shipped:
         out["shipped sensitivity"] = df["shipped sensitivity"].map(pct)
