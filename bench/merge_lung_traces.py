@@ -84,14 +84,28 @@ def main() -> None:
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "chest_xray")
     p.add_argument("--out", type=Path, default=ROOT / "assets" / "lung_fields" / "traces.jsonl")
+    p.add_argument(
+        "--second",
+        type=Path,
+        default=ROOT / "assets" / "lung_fields" / "second_tracings.jsonl",
+        help="films traced a second time, blind to the reference: their Dice against it is reported",
+    )
     args = p.parse_args()
     kept, report, agreement = merge(args.files, args.data_dir)
+    if args.second.exists():
+        reference = {d["file"]: d for d in kept}
+        for line in args.second.read_text().splitlines():
+            d, r = json.loads(line), reference.get(json.loads(line)["file"])
+            if r is not None:
+                a = polygon_mask([r["right_lung"], r["left_lung"]])
+                agreement.append(dice(a, polygon_mask([d["right_lung"], d["left_lung"]])))
+                report.append(f"second tracing {d['file']} (reference by {r['tracer']}): Dice {agreement[-1]:.3f}")
     for line in report:
         print(line)
     groups = pd.Series([d["group"] for d in kept]).value_counts().to_dict()
     print(f"kept {len(kept)} films {groups}; {len(report)} lines reported")
     if agreement:
-        print(f"films traced twice: {len(agreement)}, mean Dice {sum(agreement) / len(agreement):.3f}")
+        print(f"films traced twice: {len(agreement)}, mean Dice {sum(agreement) / len(agreement):.3f} (two tracers)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(d) + "\n" for d in kept))
     print(f"wrote {args.out}")
