@@ -167,6 +167,6 @@ def test_predict_cli_writes_the_raw_heatmap(samples, tmp_path):
     assert raw.name == f"{samples[0].stem}_gradcam.npy" and raw.parent == tmp_path
     cam = np.load(raw)
     assert cam.dtype == np.float32 and cam.shape == (224, 224)
-    assert 0.0 <= cam.min() and cam.max() <= 1.0 and cam.max() > 0
+    assert cam.min() >= 0.0 and cam.max() <= 1.0 and cam.max() > 0
     refused = _run("pneumonia.predict", str(samples[0]), "--heatmap-raw")
     assert refused.returncode == 2 and "--heatmap-raw needs --heatmap-dir" in refused.stderr
