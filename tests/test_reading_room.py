@@ -179,3 +179,82 @@ def test_window_level_and_display_image():
     assert narrow[0, 74] == 0 and narrow[0, 126] == 255 and 100 < narrow[0, 100] < 155
     jpeg, shape = display_jpeg(np.zeros((3000, 1500), np.uint8), max_side=1536)
     assert jpeg[:2] == b"\xff\xd8" and shape == (1536, 768)
+
+
+# ------------------------------------------------------------------ the reading room, second pass (issue 20)
+def test_worklist_sorts_by_number_and_its_csv_carries_the_read(samples):
+    from pneumonia.insight.report import probability_percent, worklist_csv
+
+    a = load_xray(samples[0].read_bytes(), samples[0].name)
+    b = load_xray(samples[1].read_bytes(), samples[1].name)
+    results = [_scored(a, 0.99996), _scored(b, 0.021)]
+    assert [probability_percent(p) for p in (0.99996, 0.021, 0.00001, None)] == [99.9, 2.1, 0.1, None]
+    reviews = {b.sha256: ReaderReview("AB", agrees=False)}
+    df = worklist(results, reviewed={b.sha256}, reviews=reviews).set_index("item")
+    assert df.loc[2, "reader_read"] == "disagree" and df.loc[1, "reader_read"] == ""
+    assert "reader_read" in worklist_csv(results, reviewed={b.sha256}, reviews=reviews).decode().splitlines()[0]
+
+
+def test_review_pdf_has_the_heatmaps_colour_scale(samples):
+    import re
+    import zlib
+
+    from pneumonia.insight.report import colour_scale_strip
+
+    strip = colour_scale_strip("inferno")
+    assert strip.shape == (8, 256, 3) and strip[0, 0].sum() < strip[0, -1].sum()  # dark (least) to bright (most)
+    xray = load_xray(samples[0].read_bytes(), samples[0].name)
+    pdf = pdf_report(
+        _scored(xray, 0.8),
+        np.dstack([xray.pixels] * 3),
+        model_version="v1",
+        choice=ThresholdChoice("balanced", 0.5, 0.95, 0.9),
+        method="Grad-CAM",
+        heatmap_flat=False,
+        colormap="inferno",
+    )
+    text = "".join(
+        zlib.decompress(s).decode("latin-1")
+        for s in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S)
+        if s[:1] == b"x"
+    )
+    assert "least" in text and "most" in text and "out-of-fold" in text and "internal split" not in text
+
+
+def test_heatmap_colour_scale_fades_out_at_its_low_end():
+    from pages.widgets import fading_colorscale, heatmap_trace
+
+    for name in ("Jet", "Inferno", "Viridis", "Turbo"):
+        scale = fading_colorscale(name)
+        assert scale[0][1].endswith(",0.00)") and scale[-1][1].endswith(",1.00)")  # no tint where there is little
+    trace = heatmap_trace(np.zeros((14, 14)), (224, 224), 0.4, "Inferno")
+    assert list(trace.colorbar.ticktext) == ["least", "most"] and 0 < min(trace.colorbar.tickvals) < 0.1
+
+
+def test_a_read_saved_in_another_session_opens_with_the_film(samples):
+    """The worklist marks a film reviewed in another session; opening it shows that read, not an empty form."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    normal = next(i for i, p in enumerate(samples) if p.name.startswith("NORMAL"))
+    sha = load_xray(samples[normal].read_bytes(), samples[normal].name).sha256
+    AuditLog().record(
+        image_sha256=sha,
+        model_version="v",
+        operating_point="balanced",
+        threshold=0.65,
+        heatmap_method="gradcam",
+        probability=0.1,
+        label="NORMAL",
+        reader_agrees=False,
+        comment="small effusion?",
+        reader="CD",
+    )
+    page = Path(__file__).resolve().parent.parent / "pages" / "review.py"
+    at = AppTest.from_file(str(page), default_timeout=180).run()
+    at.selectbox(key="sample").select_index(normal + 1).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Review saved by CD in an earlier session" in s.value for s in at.success)
+    assert at.radio[0].value == "Disagree"
+    assert any(t.value == "small effusion?" for t in at.text_input)
