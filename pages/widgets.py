@@ -139,7 +139,8 @@ def xray_viewer(
         fig.update_xaxes(matches="x", row=1, col=2)
         fig.update_yaxes(matches="y", scaleanchor=None, row=1, col=2)
     # about the height the images take at a typical width, so little space is left empty
-    height = int(np.clip(720 / n * h / w, 260, 720)) + 70
+    # at most 560 px of film: with the name and result above it the whole film fits a 1280x800 screen
+    height = int(np.clip(720 / n * h / w, 260, 560)) + 70
     fig.update_layout(
         height=height, margin={"l": 0, "r": 0, "t": 30, "b": 40}, uirevision=revision, dragmode="pan", showlegend=False
     )

@@ -104,7 +104,7 @@ def worklist(
                 **({"file": r.name} if include_names else {}),
                 "image_sha256": r.xray.sha256 if r.xray else "",
                 "status": r.status,
-                "probability": round(r.probability, 4) if r.scored else None,
+                "probability": round(r.probability, 6) if r.scored else None,  # 0.99996 must not read 1.0
                 "label": r.label,
                 "threshold": round(r.threshold, 4) if r.threshold is not None else None,
                 "bacterial_if_pneumonia": round(r.bacterial_probability, 4) if r.subtype_note else None,
