@@ -197,7 +197,7 @@ def explain_why_not_scored(result: ImageResult) -> bool:
         with st.expander("Details"):
             for line in result.gate.details():
                 st.caption(line)
-        st.image(result.xray.pixels, caption="The uploaded image", width=420)
+        st.image(result.xray.full_pixels(), caption="The uploaded image", width=420)
         return True
     return False
 
@@ -276,7 +276,7 @@ def viewer(result: ImageResult) -> None:
 def viewer_parts(result: ImageResult, c: dict):
     """The viewer's figure (cached by content), the heatmap it shows and what the map explains, in words."""
     heat = resources.heatmap(result.xray.sha256, c["method"], result.model_input, c["output"]) if c["show"] else None
-    url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], result.xray.pixels)
+    url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], result.xray.full_pixels())
     cam = heat.cam if heat is not None and not heat.flat else None
     target = "the bacterial (rather than viral) score" if c["output"] == 1 else "the pneumonia score"
     return viewer_figure(result.xray.sha256, url, shape, c, target, _cam=cam), heat, target
@@ -391,7 +391,7 @@ def report_download(result: ImageResult, choice: ThresholdChoice, review: report
     heat = resources.heatmap(result.xray.sha256, method, result.model_input)
     pdf = report.pdf_report(
         result,
-        overlay(result.xray.pixels, heat.cam, 0.4, st.session_state.get("colormap", "jet")),
+        overlay(result.xray.full_pixels(), heat.cam, 0.4, st.session_state.get("colormap", "jet")),
         model_version=resources.model_version(),
         choice=choice,
         method=METHODS[method],
