@@ -28,8 +28,10 @@ import numpy as np
 t0 = time.perf_counter()
 kind, path, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if kind == "onnxruntime":
-    import onnxruntime as ort
-    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    import os, onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))  # as pneumonia.serving.runtime sets it
+    s = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     name = s.get_inputs()[0].name
     run = lambda x: s.run(["member_logits"], {name: x})[0]
 elif kind == "openvino":
@@ -40,7 +42,8 @@ elif kind == "openvino":
     run = lambda x: compiled(x)[out]
 else:
     from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=path, num_threads=2)
+    import os
+    it = Interpreter(model_path=path, num_threads=len(os.sched_getaffinity(0)))
     inp = it.get_input_details()[0]
     outs = {d["name"]: d for d in it.get_output_details()}
     key = next(k for k, d in outs.items() if len(d["shape"]) == 2 and d["shape"][-1] == 16)
