@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import identity, pacs_views, reads, resources, widgets
+from pages import identity, lung_outline, pacs_views, reads, resources, widgets
 from pneumonia.audit import AuditUnavailable
 from pneumonia.core.decode import dicom_context
 from pneumonia.core.operating_points import CUSTOM, ThresholdChoice, resolve_threshold
@@ -243,6 +243,7 @@ def viewer_controls(result: ImageResult) -> dict:
             "Level (centre)", 0, 255, 128, 1, key="level", help="Window/level on the grey levels.", width=200
         )
         window = st.slider("Window (width)", 8, 256, 256, 4, key="window", width=200)
+        outline = st.checkbox(lung_outline.LABEL, key="lung_outline", help=lung_outline.HELP)
     return {
         "show": show,
         "method": method,
@@ -252,6 +253,7 @@ def viewer_controls(result: ImageResult) -> dict:
         "level": level,
         "window": window,
         "side_by_side": layout != "One image",
+        "outline": outline,
     }
 
 
@@ -279,7 +281,8 @@ def viewer_parts(result: ImageResult, c: dict):
     url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], result.xray.full_pixels())
     cam = heat.cam if heat is not None and not heat.flat else None
     target = "the bacterial (rather than viral) score" if c["output"] == 1 else "the pneumonia score"
-    return viewer_figure(result.xray.sha256, url, shape, c, target, _cam=cam), heat, target
+    outline = lung_outline.outline_fractions(result.xray.sha256, result.model_input) if c.get("outline") else None
+    return viewer_figure(result.xray.sha256, url, shape, c, target, _cam=cam, _outline=outline), heat, target
 
 
 def prepare_neighbours(results: list[ImageResult], result: ImageResult) -> None:
@@ -298,10 +301,11 @@ def prepare_neighbours(results: list[ImageResult], result: ImageResult) -> None:
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def viewer_figure(image_sha256: str, url: str, shape: tuple, c: dict, target: str, _cam):
+def viewer_figure(image_sha256: str, url: str, shape: tuple, c: dict, target: str, _cam, _outline=None):
     """The viewer's figure, built once per image and control setting (the cam follows from the image,
-    method and output in ``c``): a J/K step or a control set back costs no figure build."""
-    return widgets.xray_viewer(
+    method and output in ``c``, the lung outline from the image): a J/K step or a control set back costs
+    no figure build."""
+    figure = widgets.xray_viewer(
         url,
         shape,
         _cam,
@@ -311,6 +315,7 @@ def viewer_figure(image_sha256: str, url: str, shape: tuple, c: dict, target: st
         side_by_side=c["side_by_side"],
         target=target,
     )
+    return lung_outline.add_outline(figure, _outline, shape) if _outline else figure
 
 
 def viewer_caption(result: ImageResult, c: dict, target: str) -> str:

@@ -160,3 +160,21 @@ def test_the_viewer_outline_lies_on_the_image_in_pixels():
     assert len(lines) == 4 and all(t.hoverinfo == "skip" for t in lines)  # two lungs on each image
     for t in lines:
         assert min(t.x) >= -0.5 and max(t.x) <= w and min(t.y) >= -0.5 and max(t.y) <= h
+
+
+def test_the_review_page_draws_the_lung_outline_when_asked():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=180).run()
+    at.selectbox(key="sample").select_index(1).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    def outlined() -> bool:
+        return "lung outline (AI-estimated)" in at.get("plotly_chart")[0].proto.spec
+
+    assert not outlined()
+    at.checkbox(key="lung_outline").check().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert outlined()
+    at.checkbox(key="lung_outline").uncheck().run()
+    assert not outlined()
