@@ -9,16 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import encode
 from tests.negatives import colour_photos
+from tests.servers.process import running_streamlit
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -51,50 +49,8 @@ def running_app(tmp: Path):
         PNEUMONIA_AUDIT_DB=str(tmp / "audit.sqlite"),
         PNEUMONIA_SITE_POINTS=str(tmp / "site_operating_points.json"),
     )
-    log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the app did not start: {(tmp / 'streamlit.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    try:
+    with running_streamlit(ROOT, tmp, port, env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -417,7 +373,7 @@ def test_first_result_shows_the_film_at_1280x800_and_800_px(app_url, browser, pn
 
 def test_keyboard_moves_through_the_worklist(app_url, browser, samples):
     page = _open(browser, app_url)
-    picks = samples[:3]
+    picks = samples[3:6]  # films no other test of this server opens
     page.locator('input[type="file"]').set_input_files([str(p) for p in picks])
     page.get_by_text("Worklist (3 scored of 3)").wait_for(timeout=WAIT_MS)
     settle(page)
@@ -435,11 +391,13 @@ def test_keyboard_moves_through_the_worklist(app_url, browser, samples):
 
     wait_until(lambda: open_name() != "")
     first = open_name()
-    page.get_by_role("heading", name="Review chest x-rays").click()  # focus the page, not an input
+    settle(page)  # the run that prepares the neighbours' heatmaps has finished
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # keys go to the page, not a widget
     page.keyboard.press("j")
     wait_until(lambda: open_name() not in ("", first))
     second = open_name()
     settle(page)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
     page.keyboard.press("k")
     wait_until(lambda: open_name() == first)
     assert second != first

@@ -15,8 +15,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -27,6 +25,7 @@ import pytest
 from pages import identity
 from tests import test_browser
 from tests.servers.oidc import ACCOUNTS, OidcProvider, free_port
+from tests.servers.process import running_streamlit
 from tests.test_browser import WAIT_MS, settle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,17 +117,8 @@ def _start_app(tmp: Path, provider: OidcProvider, cookie_secret: str, settings: 
         PNEUMONIA_SITE_POINTS=str(tmp / "site_operating_points.json"),
         **extra_env,
     )
-    args = ["--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(provider.app_port)]
-    args += ["--browser.gatherUsageStats", "false", "--secrets.files", str(secrets_file), "--logger.level", "info"]
-    log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed by the caller
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return proc, log
+    extra = ("--secrets.files", str(secrets_file), "--logger.level", "info")
+    return running_streamlit(ROOT, tmp, provider.app_port, env, extra)
 
 
 @contextlib.contextmanager
@@ -136,31 +126,8 @@ def signed_in_app(tmp: Path, provider: OidcProvider, cookie_secret: str, setting
     """``streamlit run app.py`` on the provider's app port with an ``[auth]`` secrets file (plus
     ``settings``, more TOML); yields its URL once /_stcore/health answers; stops it (so the whole log
     can be read afterwards)."""
-    proc, log = _start_app(tmp, provider, cookie_secret, settings, extra_env)
-    url = f"http://127.0.0.1:{provider.app_port}"
-    deadline = time.monotonic() + 180
-    try:
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start: {(tmp / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+    with _start_app(tmp, provider, cookie_secret, settings, extra_env) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
 
 
 def _upload_status(url: str, xsrf_token: str | None) -> int:

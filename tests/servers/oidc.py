@@ -15,13 +15,14 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers.process import ServerDidNotStart, serving_process
 
 OIDC_DIR = Path(__file__).resolve().parent.parent / "oidc"
 START_TIMEOUT_S = 60
@@ -107,27 +108,19 @@ def running_provider(folder: Path):
         OIDC_CLIENT_SECRET=provider.client_secret,
         OIDC_REDIRECT_URI=provider.redirect_uri,
     )
-    log = open(provider.log, "w")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen(
-        [node, "server.mjs", str(port)], cwd=OIDC_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers(provider.metadata_url):
-            if proc.poll() is not None:
-                pytest.fail(f"the OpenID Connect provider exited at start-up:\n{provider.log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the OpenID Connect provider did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.1)
-        yield provider
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        with serving_process(
+            [node, "server.mjs", str(port)],
+            cwd=OIDC_DIR,
+            env=env,
+            log_path=provider.log,
+            ready=lambda: _answers(provider.metadata_url),
+            name="the OpenID Connect provider",
+            timeout_s=START_TIMEOUT_S,
+        ):
+            yield provider
+    except ServerDidNotStart as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,14 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers.process import ServerDidNotStart, serving_process
 
 ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -113,25 +113,18 @@ def running_orthanc(folder: Path, users: dict[str, str] | None = None):
     server = OrthancServer(free_port(), free_port(), folder, user=user, password=password)
     config = folder / "orthanc.json"
     config.write_text(json.dumps(orthanc_config(folder, server.http_port, server.dicom_port, users), indent=2))
-    log = open(folder / "orthanc.log", "w")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen([str(ORTHANC), str(config)], cwd=folder, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers(server):
-            if proc.poll() is not None:
-                pytest.fail(f"Orthanc exited at start-up:\n{(folder / 'orthanc.log').read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"Orthanc did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.1)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        with serving_process(
+            [str(ORTHANC), str(config)],
+            cwd=folder,
+            log_path=folder / "orthanc.log",
+            ready=lambda: _answers(server),
+            name="Orthanc",
+            timeout_s=START_TIMEOUT_S,
+        ):
+            yield server
+    except ServerDidNotStart as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="session")
