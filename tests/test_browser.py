@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -369,40 +368,6 @@ def test_first_result_shows_the_film_at_1280x800_and_800_px(app_url, browser, pn
             )
         _no_exception(page)
         context.close()
-
-
-def test_keyboard_moves_through_the_worklist(app_url, browser, samples):
-    page = _open(browser, app_url)
-    picks = samples[3:6]  # films no other test of this server opens
-    page.locator('input[type="file"]').set_input_files([str(p) for p in picks])
-    page.get_by_text("Worklist (3 scored of 3)").wait_for(timeout=WAIT_MS)
-    settle(page)
-    names = {p.name for p in picks}
-
-    def open_name() -> str:
-        # "" between two renders, when the open image's heading is briefly not on the page
-        return next((h.strip() for h in page.locator("h3").all_inner_texts() if h.strip() in names), "")
-
-    def wait_until(condition) -> None:
-        deadline = time.time() + WAIT_MS / 1000
-        while not condition() and time.time() < deadline:
-            page.wait_for_timeout(200)
-        assert condition(), open_name()
-
-    wait_until(lambda: open_name() != "")
-    first = open_name()
-    settle(page)  # the run that prepares the neighbours' heatmaps has finished
-    page.evaluate("document.activeElement && document.activeElement.blur()")  # keys go to the page, not a widget
-    page.keyboard.press("j")
-    wait_until(lambda: open_name() not in ("", first))
-    second = open_name()
-    settle(page)
-    page.evaluate("document.activeElement && document.activeElement.blur()")
-    page.keyboard.press("k")
-    wait_until(lambda: open_name() == first)
-    assert second != first
-    _no_exception(page)
-    page.close()
 
 
 @pytest.mark.parametrize(
