@@ -278,6 +278,9 @@ def test_viewer_keeps_zoom_across_controls_and_j_k_and_keeps_the_film_in_view(ap
     page.get_by_role("heading", name="Review chest x-rays").click()  # focus the page, not a slider
     for key in ("j", "k"):
         shown = _view(page)["image"]
+        # the run that drew this film also prepares its neighbours; a key pressed while a run is still
+        # going can be lost (open defect, see the closing note of stop 15): press once the page settled
+        settle(page)
         page.keyboard.press(key)
         v = _wait_for_view(page, "v.image !== arg", shown)
         v = _wait_for_view(page, "Math.abs(v.x0 - arg.x0) < 0.01 && v.top >= 0 && v.bottom <= v.high + 1", zoomed)
