@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import encode
 from tests.negatives import colour_photos
-from tests.servers.process import running_streamlit
+from tests.servers.process import free_port, running_streamlit
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -33,16 +32,10 @@ WAIT_MS = 120_000
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_app(tmp: Path):
     """``streamlit run app.py`` on a free port, yielding its URL once /_stcore/health answers."""
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         PNEUMONIA_AUDIT_DB=str(tmp / "audit.sqlite"),

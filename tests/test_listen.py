@@ -21,7 +21,7 @@ from pneumonia.pacs.listener import ChestListener, CStoreDestination, DicomwebDe
 from pneumonia.pacs.results import Finding, result_uids
 from pneumonia.pacs.scoring import InstanceScorer
 from tests.pacs_studies import SOP_CLASSES, mixed_study
-from tests.servers.orthanc import free_port
+from tests.servers.process import free_port
 
 WAIT_S = 120
 

@@ -22,7 +22,7 @@ from pneumonia.pacs.dicomweb import QIDO_PAGE, PacsClient, StudyQuery, parse_dat
 from pneumonia.pacs.results import NOT_FOR_DIAGNOSIS, read_report
 from pneumonia.serving.archive.run import score_archive
 from tests.pacs_studies import big_study, load, mixed_study
-from tests.servers.orthanc import free_port
+from tests.servers.process import free_port
 
 
 def dicomweb_json(orthanc, path: str) -> list[dict]:

@@ -11,9 +11,10 @@ import pytest
 from pneumonia.pacs.config import load_config
 from pneumonia.pacs.dicomweb import PacsClient
 from pneumonia.pacs.results import read_report
+from tests import test_browser
 from tests.dicom_factory import make_dicom
 from tests.pacs_studies import PacsStudy, add, grey, load
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, running_app, settle
+from tests.test_browser import WAIT_MS, running_app, settle
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path("/tmp/pacs_review.png")
@@ -35,28 +36,16 @@ def pacs_app(orthanc, tmp_path_factory):
             os.environ["PNEUMONIA_PACS_URL"] = saved
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} not found; install Debian's Chromium with: sudo apt-get install chromium"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+browser = test_browser.browser  # the headless-Chromium fixture, shared with tests/test_browser.py
 
 
-def test_open_a_study_from_the_pacs_read_it_and_send_the_results(pacs_app, chromium, orthanc, samples):
+def test_open_a_study_from_the_pacs_read_it_and_send_the_results(pacs_app, browser, orthanc, samples):
     study = PacsStudy("ACC-BROWSER-1", "PID-BROWSER-1", "1.2.826.0.1.3680043.8.498.777001", "20240301")
     pneumonia = next(p for p in samples if p.name.startswith("PNEUMONIA"))
     add(study, make_dicom(grey(pneumonia), bits=8, age="003Y", sex="F", view="PA"), "DX", "child")
     load(orthanc, study)
     (sop,) = study.instances
-    page = chromium.new_page(viewport={"width": 1400, "height": 1100})
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(pacs_app)
     page.get_by_text("Open from PACS").first.wait_for(timeout=WAIT_MS)
     page.get_by_label("Reader (your name or initials; unverified)", exact=True).fill("Dr Test")

@@ -17,7 +17,6 @@ import asyncio
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.process import free_port
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,17 +254,11 @@ def test_eight_readers_at_once_keep_their_own_worklists_and_each_read_lands_once
 
 
 # ------------------------------------------------------------------ the audit database down (AppTest)
-def _nothing_listens() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again on return: nothing listens there
-
-
 def test_saving_a_read_and_the_audit_trail_say_so_when_the_audit_database_is_down(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     password = "not-shown-4711"
-    monkeypatch.setenv("PNEUMONIA_AUDIT_URL", f"postgresql://audit_app:{password}@127.0.0.1:{_nothing_listens()}/audit")
+    monkeypatch.setenv("PNEUMONIA_AUDIT_URL", f"postgresql://audit_app:{password}@127.0.0.1:{free_port()}/audit")
     at = AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=300).run()
     at.selectbox(key="sample").select_index(1).run()
     at.text_input(key="reader").input("AB").run()

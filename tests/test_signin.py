@@ -24,8 +24,8 @@ import pytest
 
 from pages import identity
 from tests import test_browser
-from tests.servers.oidc import ACCOUNTS, OidcProvider, free_port
-from tests.servers.process import running_streamlit
+from tests.servers.oidc import ACCOUNTS, OidcProvider
+from tests.servers.process import free_port, running_streamlit
 from tests.test_browser import WAIT_MS, settle
 
 ROOT = Path(__file__).resolve().parent.parent

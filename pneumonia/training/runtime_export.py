@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pneumonia.serving.explain import patch_logit_layer
 from pneumonia.serving.metadata import RUNTIME_FILE, ModelMetadata
 from pneumonia.serving.runtime import EMBEDDING, MEMBER_LOGITS, PATCH_EVIDENCE, RUNTIME_ENGINE
 
@@ -31,17 +32,6 @@ if TYPE_CHECKING:
 OPSET = 17
 
 
-def patch_head(model: keras.Model, last_conv_layer: str):
-    """The 1x1 convolution that scores each cell of ``last_conv_layer`` (None for other heads)."""
-    import keras
-
-    source = model.get_layer(last_conv_layer).output
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1) and layer.input is source:
-            return layer
-    return None
-
-
 def serving_graph(model: keras.Model, metadata: ModelMetadata) -> keras.Model:
     """The Keras model cut to the outputs serving reads (names above), one forward pass."""
     import keras
@@ -50,7 +40,7 @@ def serving_graph(model: keras.Model, metadata: ModelMetadata) -> keras.Model:
     if len(embedding.shape) == 4:
         embedding = keras.layers.GlobalAveragePooling2D(name="embedding_mean")(embedding)
     outputs = {MEMBER_LOGITS: model.get_layer(metadata.logit_layer).output, EMBEDDING: embedding}
-    head = patch_head(model, metadata.last_conv_layer)
+    head = patch_logit_layer(model, metadata.last_conv_layer)
     if head is not None:
         bias = np.asarray(head.get_weights()[1], np.float32)
         outputs[PATCH_EVIDENCE] = keras.ops.subtract(head.output, bias)

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.process import ServerDidNotStart, serving_process
+from tests.servers.process import ServerDidNotStart, free_port, serving_process
 
 OIDC_DIR = Path(__file__).resolve().parent.parent / "oidc"
 START_TIMEOUT_S = 60
@@ -64,12 +63,6 @@ class OidcProvider:
             *(f'{key} = "{value}"' for key, value in extra.items()),
         ]
         return "\n".join(lines) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _skip_or_fail(why: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.process import ServerDidNotStart, serving_process
+from tests.servers.process import ServerDidNotStart, free_port, serving_process
 
 ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -62,12 +61,6 @@ class OrthancServer:
     def instance_bytes(self, orthanc_id: str) -> bytes:
         with urllib.request.urlopen(f"{self.url}/instances/{orthanc_id}/file", timeout=30) as answer:
             return answer.read()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _skip_or_fail(why: str) -> None:

@@ -16,7 +16,6 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers.process import free_port
 
 START_TIMEOUT_S = 120
 INSTALL_HINT = "install PostgreSQL: apt-get install postgresql (binaries in /usr/lib/postgresql/*/bin)"
@@ -40,12 +41,6 @@ def _missing(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"PostgreSQL is required in CI: {reason}")
     pytest.skip(f"{reason}; {INSTALL_HINT}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -135,7 +130,7 @@ def _start(bin_dir: Path, folder: Path) -> PostgresServer:
     initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}"]
     initdb += ["--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"]
     _run(prefix + initdb, "initdb", folder)
-    port = _free_port()
+    port = free_port()
     options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={folder} -c fsync=off"
     start = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options]
     _run(prefix + [*start, "-w", "-t", str(START_TIMEOUT_S), "start"], "pg_ctl start", folder)

@@ -9,6 +9,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class ServerDidNotStart(RuntimeError):
     """The server exited or never answered; the message ends with its log."""
 
