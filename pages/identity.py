@@ -5,22 +5,30 @@ With sign-in, every page asks for it first, the sidebar shows who is signed in w
 read is recorded under the provider's stable subject (``sub``) and display name. An optional
 allow-list (``PNEUMONIA_READERS``, or ``[pneumonia] readers`` / ``reader_groups`` in the secrets)
 limits who may record reads; everyone signed in may still view.
+
+Roles: a **reader** records reads; a **site administrator** (``PNEUMONIA_ADMINS``, or ``[pneumonia]
+admins`` / ``admin_groups``) saves or retires site operating points, scores folders on the server and
+sees the whole audit trail; everyone signed in is a **viewer**. Without sign-in (one workstation) the one
+user has every role. :func:`require_role` is asked at the moment an action acts, not only when drawing it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import urlsplit
 
 import streamlit as st
 
+from pneumonia.core.literal import markdown_literal
+
 READERS_ENV = "PNEUMONIA_READERS"  # comma-separated e-mail addresses or subjects allowed to record reads
+ADMINS_ENV = "PNEUMONIA_ADMINS"  # comma-separated e-mail addresses or subjects of the site administrators
 DEFAULT_GROUP_CLAIM = "groups"  # Entra ID: "groups" or "roles"; Keycloak and Okta: a "groups" mapper
 DEFAULT_SIGN_IN_HOURS = 12.0  # one shift: after that the reader signs in again
 TYPED_READER_KEY = "reader"  # session state: the typed name, on a server without sign-in
@@ -47,9 +55,21 @@ class AllowList:
     readers: frozenset[str] = frozenset()  # lower-case e-mail addresses or subjects
     groups: frozenset[str] = frozenset()
     group_claim: str = DEFAULT_GROUP_CLAIM
+    admins: frozenset[str] = frozenset()  # site administrators: nobody unless named
+    admin_groups: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
+        """True when reads are limited to listed readers (the administrators do not limit reads)."""
         return bool(self.readers or self.groups)
+
+
+class Role(StrEnum):
+    READER = "reader"  # records reads
+    ADMIN = "site administrator"  # site operating points, folders on the server, the whole audit trail
+    VIEWER = "viewer"  # views images and results
+
+
+EVERY_ROLE = frozenset(Role)
 
 
 def sign_in_configured() -> bool:
@@ -86,6 +106,8 @@ def allow_list(settings: Mapping | None = None, environ: Mapping[str, str] | Non
         readers=_as_set(environ.get(READERS_ENV)) | _as_set(settings.get("readers")),
         groups=_as_set(settings.get("reader_groups")),
         group_claim=str(settings.get("group_claim", DEFAULT_GROUP_CLAIM)),
+        admins=_as_set(environ.get(ADMINS_ENV)) | _as_set(settings.get("admins")),
+        admin_groups=_as_set(settings.get("admin_groups")),
     )
 
 
@@ -98,19 +120,35 @@ def display_name(claims: Mapping) -> str:
     return "unknown"
 
 
+def _listed(claims: Mapping, names: frozenset[str], groups: frozenset[str], group_claim: str) -> bool:
+    """True when the user's subject, e-mail or user name is in ``names``, or one of their groups in ``groups``."""
+    ids = {str(claims.get(k, "")).strip().lower() for k in ("sub", "email", "preferred_username")} - {""}
+    theirs = claims.get(group_claim) or []
+    theirs = {theirs} if isinstance(theirs, str) else set(theirs)
+    return bool(ids & names or _as_set(theirs) & groups)
+
+
+def roles_of(claims: Mapping, allowed: AllowList) -> frozenset[Role]:
+    """A signed-in user's roles: viewer always; reader and site administrator as the lists say. Without
+    the provider's stable subject, viewer only (nothing could be recorded under them)."""
+    if not claims.get("sub"):
+        return frozenset({Role.VIEWER})
+    roles = {Role.VIEWER}
+    if not refusal(claims, allowed):
+        roles.add(Role.READER)
+    if _listed(claims, allowed.admins, allowed.admin_groups, allowed.group_claim):
+        roles.add(Role.ADMIN)
+    return frozenset(roles)
+
+
 def refusal(claims: Mapping, allowed: AllowList) -> str:
     """Why this signed-in user may not record reads ("" when they may)."""
     if not claims.get("sub"):
         return "Your sign-in did not give a stable user id (the provider's 'sub' claim); reads cannot be recorded."
-    if not allowed:
-        return ""
-    ids = {str(claims.get(k, "")).strip().lower() for k in ("sub", "email", "preferred_username")} - {""}
-    groups = claims.get(allowed.group_claim) or []
-    groups = {groups} if isinstance(groups, str) else set(groups)
-    if ids & allowed.readers or _as_set(groups) & allowed.groups:
+    if not allowed or _listed(claims, allowed.readers, allowed.groups, allowed.group_claim):
         return ""
     return (
-        f"{_markdown_text(display_name(claims))} is not on this server's list of readers: "
+        f"{markdown_literal(display_name(claims))} is not on this server's list of readers: "
         "you can view images and results, but not record reads. Ask the administrator to add you."
     )
 
@@ -138,6 +176,32 @@ def current_reader() -> Reader:
     if not claims:
         return Reader("", "", False, "Sign in first.")
     return Reader(display_name(claims), str(claims.get("sub", "")), True, refusal(claims, allow_list()))
+
+
+def current_roles() -> frozenset[Role]:
+    """This session's roles, read afresh from the sign-in and the lists each time: every role without
+    sign-in (one workstation), none before sign-in."""
+    if not sign_in_configured():
+        return EVERY_ROLE
+    claims = st.user.to_dict() if signed_in() else {}
+    return roles_of(claims, allow_list()) if claims else frozenset()
+
+
+def has_role(role: Role) -> bool:
+    """Whether to draw a role's control; the action itself still asks :func:`require_role`."""
+    return role in current_roles()
+
+
+def require_role(role: Role, action: str) -> str:
+    """Asked on the server at the moment ``action`` acts: "" when this session's user has ``role``, else
+    why not, in words (the action is then not done)."""
+    if role in current_roles():
+        return ""
+    who = current_reader().name or "You"
+    return (
+        f"{markdown_literal(who)} may not {action}: that needs the {role.value} role on this server. "
+        "Ask the administrator if you need it."
+    )
 
 
 def sign_out() -> None:
@@ -197,13 +261,8 @@ def require_sign_in() -> None:
         st.stop()
     reader = current_reader()
     with st.sidebar:
-        st.markdown(f"Signed in as **{_markdown_text(reader.name)}**")
+        st.markdown(f"Signed in as **{markdown_literal(reader.name)}**")
         st.button("Sign out", on_click=sign_out, key="sign_out")
-
-
-def _markdown_text(text: str) -> str:
-    """The provider's text shown as it is: no link, emphasis or heading Markdown would make of it."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:$])", r"\\\1", text)
 
 
 def reader_field() -> None:
