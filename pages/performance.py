@@ -1,16 +1,17 @@
-"""Model performance page: metrics with CIs, threshold explorer, curves, calibration, failures; and
-the "your data" view of a site's own results (pages/your_data.py)."""
+"""Model performance page: the board summary on the held-out test split first (every operating point with
+intervals, PPV/NPV at a prevalence the reader sets), calibration where it was not fitted, subgroups, the
+published results; the training pool's out-of-fold detail folded below; and the "your data" view of a
+site's own results (pages/your_data.py)."""
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from pages import resources, validation_views, widgets
 from pages.your_data import your_data_view
 from pneumonia.core.metrics import predictive_values_at_prevalence
 from pneumonia.insight import charts
-from pneumonia.insight.artifacts import Artifacts, comparison_table, metrics_table
-from pneumonia.insight.external_test import expectation_words
+from pneumonia.insight.artifacts import Artifacts, comparison_table, heatmap_sentence, metrics_table, stress_sample
+from pneumonia.insight.external_test import expectation_words, wilson
 from pneumonia.serving.explain import METHODS, overlay
 
 STRESS_WORDS = {
@@ -42,33 +43,6 @@ def n_out_of_fold(art: Artifacts) -> tuple[int, int, int]:
     return art.test_metrics["n"], counts.get("pool", art.test_metrics["n"]), counts.get("hard_normals", 0)
 
 
-def two_measurements(art: Artifacts, external: dict | None) -> None:
-    """The out-of-fold figures beside the external measurement, and which a hospital should expect."""
-    tm = art.test_metrics
-    if external is None:
-        st.info(validation_views.VALIDATION_WORDS)
-        return
-    n = n_out_of_fold(art)[0]
-    rows = [
-        {"measurement": f"Out of fold (training hospital, {n:,} films)", **_rates(tm)},
-        {
-            "measurement": f"External (official test, {external['n']} children)",
-            **_rates(external),
-        },
-    ]
-    st.subheader("Two measurements of this model at the default operating point")
-    st.dataframe(
-        rows, hide_index=True, column_config={"measurement": st.column_config.TextColumn(width=290), **RATE_COLUMNS}
-    )
-    st.markdown(expectation_words(external, tm))
-    with st.expander("How each was measured"):
-        st.markdown(validation_views.VALIDATION_WORDS)
-        st.markdown(
-            f"The external figures: {external.get('what', 'the official test split')}. "
-            + validation_views.external_details(external)
-        )
-
-
 def _rates(m: dict) -> dict:
     return {k: m.get(k) for k in ("accuracy", "roc_auc", "sensitivity", "specificity")} | {"ece": m.get("ece")}
 
@@ -76,9 +50,9 @@ def _rates(m: dict) -> dict:
 def metrics_at_default(art: Artifacts) -> None:
     tm = art.test_metrics
     default = art.metadata.operating_points[art.metadata.default_operating_point]
-    st.subheader(
-        f"Out-of-fold metrics at the default operating point ({default['label'].split(' (')[0]}, "
-        f"threshold {tm['threshold']:.1%})"
+    st.markdown(
+        f"**On the training pool (out of fold) at the default operating point** ({default['label'].split(' (')[0]}, "
+        f"threshold {tm['threshold']:.1%}): optimistic beside the held-out figures above."
     )
     st.dataframe(
         metrics_table(tm),
@@ -92,7 +66,7 @@ def metrics_at_default(art: Artifacts) -> None:
 
 
 def threshold_explorer(y: np.ndarray, p: np.ndarray, default_threshold: float) -> None:
-    st.subheader("Threshold explorer")
+    st.markdown("**Threshold explorer, on the training pool's out-of-fold films** (optimistic)")
     c1, c2 = st.columns([2, 1])
     with c2:
         # in percent to one decimal, so the default point is exactly the 64.8% the other pages show
@@ -114,18 +88,27 @@ def threshold_explorer(y: np.ndarray, p: np.ndarray, default_threshold: float) -
     with c1:
         st.plotly_chart(fig, width="stretch")
     with c2:
-        st.metric("Sensitivity", f"{r['sensitivity']:.1%}")
-        st.metric("Specificity", f"{r['specificity']:.1%}")
-        st.metric("PPV / NPV (this split)", f"{r['precision']:.1%} / {r['npv']:.1%}")
+        st.metric("Sensitivity", _with_interval(r["tp"], r["tp"] + r["fn"]))
+        st.metric("Specificity", _with_interval(r["tn"], r["tn"] + r["fp"]))
+        st.metric("PPV (these films)", _with_interval(r["tp"], r["tp"] + r["fp"]))
+        st.metric("NPV (these films)", _with_interval(r["tn"], r["tn"] + r["fn"]))
         st.metric(f"PPV / NPV at {prevalence:.0%} prevalence", f"{ppv_at:.1%} / {npv_at:.1%}")
     n = r["fn"] + r["tp"] + r["fp"] + r["tn"]
+    share = (r["tp"] + r["fn"]) / max(n, 1)
     st.caption(
         f"At {threshold:.1%} the model misses {r['fn']} of {r['fn'] + r['tp']} pneumonia films and flags "
         f"{r['fp']} of {r['fp'] + r['tn']} normal ones: the {n:,} out-of-fold films. The Dataset page's "
-        f"{n + HARD_NORMALS:,} also count the {HARD_NORMALS} hard normals, reported apart (their specificity is in "
-        "the re-framing table above). PPV and NPV change with prevalence; at a prevalence near 30% they happen "
-        "to equal sensitivity and specificity for this model."
+        f"{n + HARD_NORMALS:,} also count the {HARD_NORMALS} hard normals, reported apart. Intervals: Wilson 95%. "
+        f"PPV and NPV 'these films' hold at this pool's pneumonia share ({share:.0%}); at your prevalence they are "
+        "the last figure."
     )
+
+
+def _with_interval(k: int, n: int) -> str:
+    if n == 0:
+        return "no films"
+    lo, hi = wilson(k, n)
+    return f"{k / n:.1%} ({lo * 100:.1f}-{hi * 100:.1f}%)"
 
 
 def curves_and_calibration(art: Artifacts, y: np.ndarray, p: np.ndarray) -> None:
@@ -135,21 +118,13 @@ def curves_and_calibration(art: Artifacts, y: np.ndarray, p: np.ndarray) -> None
         widgets.chart_with_answer(charts.roc_figure(y, p, ops))
     with c2:
         widgets.chart_with_answer(charts.pr_figure(y, p, ops))
-    st.subheader("Operating points (chosen on out-of-fold validation, with re-framed copies)")
+    st.markdown("**Operating points on the training pool** (chosen there, with re-framed copies; optimistic):")
     widgets.operating_point_table(ops, tm["by_operating_point"])
-    c1, c2 = st.columns(2)
-    with c1:
-        widgets.chart_with_answer(
-            charts.reliability_figure(tm["calibration"]["validation"]),
-            "(out-of-fold validation, films as taken; calibration was fitted on them and their re-framed copies.)",
-        )
-    with c2:
-        widgets.chart_with_answer(charts.subtype_recall_figure(tm["per_subtype"]))
+    widgets.chart_with_answer(charts.subtype_recall_figure(tm["per_subtype"]))
     widgets.chart_with_answer(charts.history_figure(art.history))
 
 
 def stress_test(tm: dict) -> None:
-    st.subheader("Stress test: pixel-level changes to the same films (default threshold)")
     rows = [{"change": STRESS_WORDS.get(k, k.replace("_", " ")), **v} for k, v in tm["stress"].items()]
     st.dataframe(rows, hide_index=True, column_config=RATE_COLUMNS)
     worst = min(tm["stress"].items(), key=lambda kv: kv[1]["specificity"])
@@ -162,16 +137,21 @@ def stress_test(tm: dict) -> None:
         if framing and framing[1]["specificity"] < worst[1]["specificity"]
         else ""
     )
+    sample = stress_sample(tm)
+    films = (
+        f"{sum(sample)} out-of-fold films ({sample[0]} pneumonia, {sample[1]} normal)"
+        if sample
+        else "out-of-fold films"
+    )
     st.caption(
-        "On a random sample of a few hundred out-of-fold films, each changed as shown; read each row against "
+        f"On a random sample of {films}, each changed as shown; read each row against "
         "'no change' (the same sample as taken), which differs from the headline figures above (all "
         f"{tm['n']:,} films) by sampling alone. Of these changes the hardest for specificity is "
         f"{STRESS_WORDS.get(worst[0], worst[0])} ({worst[1]['specificity']:.1%}).{harder}"
     )
 
 
-def failure_gallery(failures: dict) -> None:
-    st.subheader("Most confident mistakes")
+def failure_gallery(failures: dict, n_hard_normals: int) -> None:
     method = st.selectbox("Heatmap", list(METHODS), format_func=METHODS.get, key="failure_method")
     cols = st.columns(4)
     for i in range(len(failures["kind"])):
@@ -186,33 +166,35 @@ def failure_gallery(failures: dict) -> None:
             )
     st.caption(
         "False positives are normal images the model scored highest; false negatives are pneumonia images it "
-        "scored lowest. Heatmaps show what drove the score, not where disease is."
+        "scored lowest. "
+        + (heatmap_sentence(method, n_hard_normals) or "Heatmaps show what drove the score, not where disease is.")
     )
 
 
 def beside_published(art: Artifacts, external: dict | None) -> None:
     st.subheader("Beside the published results")
-    table = comparison_table(art.test_metrics)
-    if external is not None:
-        row = {"source": "This model, external check", "split": external.get("split", "official test")}
-        table = pd.concat([table.iloc[:1], pd.DataFrame([row | _rates(external)]), table.iloc[1:]])
+    table = comparison_table(art.test_metrics, external)
+    shown = table[["source", "accuracy", "roc_auc", "sensitivity", "specificity", "split"]].copy()
+    for column in ("accuracy", "roc_auc", "sensitivity", "specificity"):
+        shown[column] = [f"{v:.3f}" if v is not None and v == v else "not published" for v in shown[column]]
     st.dataframe(
-        table[["source", "accuracy", "roc_auc", "sensitivity", "specificity", "split"]],
+        shown,
         hide_index=True,
-        column_config={"source": st.column_config.TextColumn(width="medium"), **RATE_COLUMNS},
+        column_config={
+            "source": st.column_config.TextColumn(width="medium"),
+            "roc_auc": st.column_config.TextColumn("ROC AUC"),
+            "split": st.column_config.TextColumn(width="medium"),
+        },
     )
+    pending = "" if external is not None else " This version's held-out row is pending."
     st.caption(
-        "The published figures, like this model's external check, are on the official 624-image test split; "
-        "the out-of-fold row is the training hospital's own films and is not comparable with them. Blank: not "
-        "published."
+        "The published figures are on the data set's own 624-image test split, like this model's held-out row; "
+        "the training-pool row is out of fold and not comparable with them." + pending
     )
-    if art.experiments is not None:
-        with st.expander("Experiment log (models/experiments.csv)"):
-            st.dataframe(art.experiments, hide_index=True)
 
 
 st.title("Model performance")
-view = st.radio("Show", ["Shipped model (validation)", "Your data"], horizontal=True, key="performance_view")
+view = st.radio("Show", ["Shipped model", "Your data"], horizontal=True, key="performance_view")
 if view == "Your data":
     your_data_view()
     st.stop()
@@ -220,12 +202,26 @@ art = resources.model_artifacts()
 external = resources.external_test()
 HARD_NORMALS = n_out_of_fold(art)[2]
 y, p = art.predictions["label"].to_numpy(), art.predictions["probability"].to_numpy()
-two_measurements(art, external)
-metrics_at_default(art)
-validation_views.reframed_section(art.test_metrics)
-threshold_explorer(y, p, art.test_metrics["threshold"])
-curves_and_calibration(art, y, p)
-validation_views.subtype_section(art)
-stress_test(art.test_metrics)
-failure_gallery(art.failures)
+validation_views.board_summary(art, key="performance_prevalence")
+if external is not None:
+    st.markdown(expectation_words(external, art.test_metrics))
+validation_views.held_out_calibration(art)
+validation_views.subgroup_section(art)
 beside_published(art, external)
+st.subheader("Technical detail")
+with st.expander("On the training pool (out of fold): metrics, threshold explorer, curves, operating points"):
+    st.markdown(validation_views.VALIDATION_WORDS)
+    metrics_at_default(art)
+    threshold_explorer(y, p, art.test_metrics["threshold"])
+    curves_and_calibration(art, y, p)
+with st.expander("Re-framed films: the same films cropped, narrowed and zoomed out"):
+    validation_views.reframed_section(art.test_metrics)
+with st.expander("Bacterial or viral (secondary)"):
+    validation_views.subtype_section(art)
+with st.expander("Stress test: pixel-level changes to the same films"):
+    stress_test(art.test_metrics)
+with st.expander("Most confident mistakes, with heatmaps"):
+    failure_gallery(art.failures, HARD_NORMALS)
+if art.experiments is not None:
+    with st.expander("Experiment log (models/experiments.csv)"):
+        st.dataframe(art.experiments, hide_index=True)

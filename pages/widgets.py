@@ -4,6 +4,7 @@ the frame every page shows (disclaimer and model version)."""
 from __future__ import annotations
 
 import base64
+import os
 
 import numpy as np
 import plotly.graph_objects as go
@@ -11,16 +12,44 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from pages import view_keeper
+from pneumonia.core.literal import markdown_literal
 from pneumonia.core.png import encode_png
 from pneumonia.insight.artifacts import operating_point_rows
 from pneumonia.insight.report import DISCLAIMER
 
+# Who answers for this deployment: set by the deploying site in the secrets' [site] section or the environment.
+SITE_SETTINGS = {
+    "owner": ("PNEUMONIA_SITE_OWNER", "Owner"),
+    "contact": ("PNEUMONIA_SITE_CONTACT", "Contact"),
+    "report_problem": ("PNEUMONIA_REPORT_PROBLEM", "Report a problem"),
+}
+NOT_SET = "not set by this site (README: Accountability)"
+
+
+def site_accountability(environ: dict | None = None) -> dict[str, str]:
+    """The deploying site's owner, contact and problem route: ``[site]`` in the secrets, else
+    ``PNEUMONIA_SITE_OWNER`` / ``PNEUMONIA_SITE_CONTACT`` / ``PNEUMONIA_REPORT_PROBLEM``; unset ones say so."""
+    environ = os.environ if environ is None else environ
+    try:
+        section = dict(st.secrets.get("site", {})) if st.secrets.load_if_toml_exists() else {}
+    except Exception:  # an unreadable secrets file is reported by Streamlit itself
+        section = {}
+    return {
+        key: str(section.get(key) or environ.get(env) or NOT_SET).strip() for key, (env, _) in SITE_SETTINGS.items()
+    }
+
+
+def accountability_lines(settings: dict[str, str]) -> str:
+    return "  \n".join(f"**{SITE_SETTINGS[key][1]}:** {markdown_literal(value)}" for key, value in settings.items())
+
 
 def frame(model_version: str) -> None:
-    """What every page shares, at the top of the sidebar: the disclaimer and the model version."""
+    """What every page shares, at the top of the sidebar: the disclaimer, the model version, and who
+    answers for this deployment (owner, contact, how to report a problem)."""
     with st.sidebar:
         st.caption(DISCLAIMER)
         st.caption(f"Model {model_version}")
+        st.caption(accountability_lines(site_accountability()))
         view_keeper.keep_view()  # the viewer's zoom across re-renders; the sidebar folded on narrow screens
 
 

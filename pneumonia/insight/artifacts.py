@@ -15,15 +15,16 @@ from pneumonia.serving.metadata import (
     HISTORY_FILE,
     TEST_METRICS_FILE,
     TEST_PREDICTIONS_FILE,
+    VAL_PREDICTIONS_FILE,
     ModelMetadata,
     read_metadata,
 )
 
-# Published results on the official 624-image test split (the split this project is judged on).
+# Published results on the data set's own 624-image test split (the split this project's held-out check uses).
 PUBLISHED = [
     {
         "source": "Kermany et al. 2018 (ImageNet transfer learning)",
-        "split": "official test (624)",
+        "split": "the data set's test split (624)",
         "accuracy": 0.928,
         "sensitivity": 0.932,
         "specificity": 0.901,
@@ -31,7 +32,7 @@ PUBLISHED = [
     },
     {
         "source": "MedMNIST v2 PneumoniaMNIST, best (Google AutoML Vision)",
-        "split": "official test (624)",
+        "split": "the data set's test split (624)",
         "accuracy": 0.946,
         "sensitivity": None,
         "specificity": None,
@@ -59,6 +60,8 @@ class Artifacts:
     history: pd.DataFrame
     failures: dict[str, np.ndarray]
     experiments: pd.DataFrame | None
+    model_dir: Path | None = None
+    hard_normal_predictions: pd.DataFrame | None = None
 
 
 def load_artifacts(model_dir: str | Path) -> Artifacts:
@@ -73,6 +76,8 @@ def load_artifacts(model_dir: str | Path) -> Artifacts:
         history=pd.read_csv(d / HISTORY_FILE),
         failures=failures,
         experiments=pd.read_csv(exp) if exp.exists() else None,
+        model_dir=d,
+        hard_normal_predictions=pd.read_csv(d / VAL_PREDICTIONS_FILE) if (d / VAL_PREDICTIONS_FILE).exists() else None,
     )
 
 
@@ -85,11 +90,45 @@ def metrics_table(test_metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comparison_table(test_metrics: dict) -> pd.DataFrame:
-    """This model's internal-test figures beside the published ones."""
-    ours = {"source": "This model", "split": "out-of-fold validation (pooled Kaggle train + val, by patient)"}
-    ours.update({k: test_metrics[k] for k in ("accuracy", "sensitivity", "specificity", "roc_auc")})
-    return pd.DataFrame([ours, *PUBLISHED])
+def comparison_table(test_metrics: dict, held_out: dict | None = None) -> pd.DataFrame:
+    """This model's figures beside the published ones: the held-out test split first (the same films
+    the published figures are on), then the training pool's out-of-fold figures, which are not comparable."""
+    keys = ("accuracy", "sensitivity", "specificity", "roc_auc")
+    rows = []
+    if held_out is not None:
+        rows.append({"source": "This model, held-out test split", "split": "the data set's test split (624)"})
+        rows[-1].update({k: held_out.get(k) for k in keys})
+    ours = {"source": "This model, on the training pool", "split": "out of fold (not comparable)"}
+    rows.append(ours | {k: test_metrics[k] for k in keys})
+    return pd.DataFrame([*rows, *PUBLISHED])
+
+
+VERSIONS_FILE = "versions.json"
+
+
+def version_history(model_dir: str | Path, metadata: ModelMetadata, test_metrics: dict) -> list[dict]:
+    """Each released model version, newest first: date, what changed, its training-pool figures and its
+    held-out figures (None while pending). The current version comes first even before versions.json
+    describes it, with its figures from test_metrics.json."""
+    from pneumonia.insight.external_test import read_all
+
+    path = Path(model_dir) / VERSIONS_FILE
+    listed = json.loads(path.read_text())["versions"] if path.exists() else []
+    held = read_all(model_dir)
+    current = str(metadata.version)
+    if not any(v["version"] == current for v in listed):
+        listed = [{"version": current, "released": metadata.created[:10], "changed": ""}, *listed]
+    rows = []
+    for entry in listed:
+        row = dict(entry)
+        if entry["version"] == current:
+            row["training_pool"] = {"measured_on": f"out of fold, {test_metrics['n']:,} films"} | {
+                k: test_metrics[k] for k in ("roc_auc", "accuracy", "sensitivity", "specificity")
+            }
+            row["current"] = True
+        row["held_out"] = held.get(entry["version"])
+        rows.append(row)
+    return rows
 
 
 def operating_point_rows(operating_points: dict[str, dict], by_operating_point: dict | None = None) -> pd.DataFrame:
@@ -113,3 +152,114 @@ def operating_point_rows(operating_points: dict[str, dict], by_operating_point: 
             row["internal test specificity"] = by_operating_point[name]["specificity"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+FILM_ATTRIBUTES = Path(__file__).resolve().parents[2] / "assets" / "film_attributes.csv"
+
+
+def _rate_row(group: str, measure: str, hits: int, n: int) -> dict:
+    from pneumonia.insight.external_test import wilson
+
+    lo, hi = wilson(hits, n)
+    return {
+        "group": group,
+        "measure": measure,
+        "films": n,
+        "count": f"{hits} of {n}",
+        "value": hits / n if n else None,
+        "95% CI low": lo,
+        "95% CI high": hi,
+    }
+
+
+def _both_rates(group: str, frame: pd.DataFrame, threshold: float) -> list[dict]:
+    called = frame["probability"] >= threshold
+    sick, healthy = frame["label"] == 1, frame["label"] == 0
+    return [
+        _rate_row(group, "pneumonia found (sensitivity)", int((called & sick).sum()), int(sick.sum())),
+        _rate_row(group, "normals cleared (specificity)", int((~called & healthy).sum()), int(healthy.sum())),
+    ]
+
+
+def subgroup_rows(art: Artifacts, threshold: float, attributes: Path = FILM_ATTRIBUTES) -> pd.DataFrame:
+    """The training pool's out-of-fold results by the subgroups the data allows, with counts and Wilson
+    intervals: pneumonia subtype, original against squashed copies, image size, and the hard normals."""
+    pred = art.predictions
+    called = pred["probability"] >= threshold
+    rows = [
+        _rate_row(
+            f"{words} pneumonia",
+            "found (sensitivity)",
+            int((called & (pred["subtype"] == kind)).sum()),
+            int((pred["subtype"] == kind).sum()),
+        )
+        for kind, words in (("bacteria", "bacterial"), ("virus", "viral"))
+    ]
+    if attributes.exists():
+        films = pred.merge(pd.read_csv(attributes), on="file", how="inner")
+        for kind, words in (("original", "original films"), ("squashed_224", "squashed 224x224 copies")):
+            rows += _both_rates(words, films[films["source_kind"] == kind], threshold)
+        original = films[films["source_kind"] == "original"]
+        megapixels = original["orig_width"] * original["orig_height"] / 1e6
+        median = float(megapixels.median())
+        rows += _both_rates(f"original films under {median:.1f} MP", original[megapixels < median], threshold)
+        rows += _both_rates(f"original films of {median:.1f} MP or more", original[megapixels >= median], threshold)
+    hard = art.hard_normal_predictions
+    if hard is not None and len(hard):
+        cleared = int((hard["probability"] < threshold).sum())
+        rows.append(
+            _rate_row("hard normals (held out of every fold)", "normals cleared (specificity)", cleared, len(hard))
+        )
+    return pd.DataFrame(rows)
+
+
+HEATMAP_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "heatmap_lungs.json"
+HEATMAP_KEYS = {"gradcam": "gradcam", "gradcam++": "layercam", "layercam": "layercam", "scorecam": "scorecam"}
+
+
+def heatmap_sentence(method: str, n_hard_normals: int, path: Path = HEATMAP_RESULTS) -> str | None:
+    """What the lung-field measurement of a heatmap method means, in one plain sentence (None when not
+    measured). Grad-CAM++ equals LayerCAM on this network, so it reads LayerCAM's figures."""
+    if not path.exists():
+        return None
+    groups = json.loads(path.read_text()).get("segmenter_fields", {}).get("groups", {})
+    key = HEATMAP_KEYS.get(method, method)
+    sick, normal, hard = (groups.get(g, {}) for g in ("pneumonia", "normal", "hard_normal"))
+    if key not in sick or key not in normal:
+        return None
+    s, n = sick[key], normal[key]
+    ratio = s["mass_inside_mean"] / sick["fields_share_mean"]
+    strength = "only a little more than chance" if ratio < 1.5 else "more than chance"
+    measured = f"measured on {s['films']:,} pneumonia and {n['films']:,} normal films"
+    if s["films"] < 100:
+        measured += ", a small sample"
+    if key in hard and 15 < hard[key]["films"] < n_hard_normals:
+        measured += (
+            f"; the {hard[key]['films']} hard normals measured are those of the {n_hard_normals} not used to train "
+            "the lung outline"
+        )
+    return (
+        f"In plain words: on pneumonia films this map puts {s['mass_inside_mean']:.0%} of its weight on the lungs, "
+        f"which cover {sick['fields_share_mean']:.0%} of the film, {strength}, and on normal films its hottest "
+        f"point is at the film's outer edge (arm, armpit, chest wall) on {n['hotspot_at_edge_share']:.0%} of films: "
+        f"it shows what moved the score, not where the disease is ({measured})."
+    )
+
+
+def _smallest_denominator(rates: list[float], limit: int = 5000) -> int | None:
+    for m in range(1, limit + 1):
+        if all(abs(r * m - round(r * m)) < 1e-6 for r in rates):
+            return m
+    return None
+
+
+def stress_sample(test_metrics: dict) -> tuple[int, int] | None:
+    """The pneumonia and normal films of the stress-test sample: recorded as ``n_pneumonia`` / ``n_normal``
+    in newer runs, otherwise the smallest counts that give every recorded sensitivity and specificity."""
+    stress = test_metrics.get("stress") or {}
+    first = next(iter(stress.values()), {})
+    if "n_pneumonia" in first:
+        return int(first["n_pneumonia"]), int(first["n_normal"])
+    sick = _smallest_denominator([m["sensitivity"] for m in stress.values()])
+    healthy = _smallest_denominator([m["specificity"] for m in stress.values()])
+    return (sick, healthy) if sick and healthy else None

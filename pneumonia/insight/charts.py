@@ -147,8 +147,8 @@ def intensity_histograms(summary: dict) -> tuple[go.Figure, str]:
         fig.add_scatter(x=centres, y=freq, name=label, mode="lines", line={"color": CLASS_COLOURS[label]})
     fig.update_layout(title="Grey levels per class", xaxis_title="grey level", yaxis_title="fraction of pixels")
     return fig, (
-        f"Mean grey level: normal {means['NORMAL']:.0f}, pneumonia {means['PNEUMONIA']:.0f}. The "
-        "distributions overlap heavily: brightness alone cannot separate the classes."
+        f"Overall mean grey level: normal {means['NORMAL']:.0f}, pneumonia {means['PNEUMONIA']:.0f}, nearly "
+        "the same. The distributions overlap heavily: brightness alone cannot separate the classes."
     )
 
 
@@ -182,8 +182,9 @@ def mean_images(arrays: dict[str, np.ndarray]) -> tuple[go.Figure, str]:
     brighter = "brighter" if delta.mean() > 0 else "darker"
     fig.update_layout(title="Mean and std image per class", height=580, margin={"t": 80})
     return fig, (
-        f"The class means differ by {diff:.1f} grey levels on average, most in the {where} part of the "
-        f"image (as displayed); pneumonia images are {brighter} on average, as opacities would make them."
+        f"Pixel by pixel the two mean images differ by {diff:.1f} grey levels on average (the size of the "
+        f"difference, wherever it lies), most in the {where} part of the image (as displayed), although their "
+        f"overall brightness is nearly the same; pneumonia images are slightly {brighter} overall."
     )
 
 
@@ -269,6 +270,35 @@ def reliability_figure(cal: dict) -> tuple[go.Figure, str]:
     return fig, (
         f"Calibration moved ECE from {cal['before']['ece']:.3f} to {cal['after']['ece']:.3f} and Brier from "
         f"{cal['before']['brier']:.3f} to {cal['after']['brier']:.3f}."
+    )
+
+
+def held_out_reliability_figure(curve: dict, ece: float, n: int) -> tuple[go.Figure, str]:
+    """The reliability diagram of a split calibration was not fitted on, with the films in each bin."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"}, name="perfect")
+    fig.add_scatter(
+        x=curve["mean_predicted"],
+        y=curve["fraction_positive"],
+        mode="lines+markers+text",
+        text=[f"n={k}" for k in curve["n"]],
+        textposition="top left",
+        marker={"size": [6 + 14 * (k / max(curve["n"])) ** 0.5 for k in curve["n"]], "color": "#e6550d"},
+        name=f"held-out test split (ECE {ece:.3f})",
+    )
+    fig.update_layout(
+        title="Reliability on the held-out test split (not fitted on it)",
+        xaxis_title="mean predicted probability",
+        yaxis_title="observed pneumonia fraction",
+        height=420,
+    )
+    points = list(zip(curve["mean_predicted"], curve["fraction_positive"], curve["n"]))
+    middle = [(x, y, k) for x, y, k in points if 0.1 <= x < 0.9]
+    below = sum(1 for x, y, _ in middle if y < x)
+    return fig, (
+        f"ECE {ece:.3f} on {n} films the calibration never saw. {sum(k for *_, k in middle)} of them fall between "
+        f"10% and 90%, where few films per bin make each point uncertain; in {below} of those {len(middle)} bins "
+        "fewer children had pneumonia than the probability said (the probability over-states the risk there)."
     )
 
 

@@ -108,3 +108,11 @@ def squashed_share(summary: dict) -> float:
     kinds = summary["kind_counts"]
     total = sum(k["images"] for k in kinds)
     return sum(k["images"] for k in kinds if k["kind"] == "squashed_224") / total if total else 0.0
+
+
+def film_attributes(manifest: str | Path) -> pd.DataFrame:
+    """Per film of the training pool: file name, whether it is an original or a squashed 224x224 copy,
+    and the original's size (no pixels, no patient identifier beyond the data set's own file name), for
+    the subgroup results (assets/film_attributes.csv)."""
+    m = pd.read_csv(manifest)
+    return m[["filename", "source_kind", "orig_width", "orig_height"]].rename(columns={"filename": "file"})
