@@ -11,6 +11,7 @@ import streamlit as st
 
 from pages import resources, widgets
 from pneumonia.insight import site_report
+from pneumonia.insight.external_test import held_out
 from pneumonia.insight.site_validation import SiteValidation, read_results, validate
 from pneumonia.serving import site_points
 from pneumonia.serving.archive.run import score_archive
@@ -24,7 +25,17 @@ def site_validation(data: bytes) -> SiteValidation:
     """The site's figures, computed once per results file; a prevalence change only re-weighs PPV and NPV
     (:meth:`SiteValidation.at_prevalence`)."""
     meta = resources.model_artifacts().metadata
-    return validate(read_results(data), meta.operating_points, meta.default_operating_point, meta.version)
+    found = held_out(resources.MODELS_DIR, meta)
+    reference = {n: (c.sensitivity, c.specificity) for n, c in found.points.items()} if found and found.points else None
+    name = "held-out test split" if reference else "training pool (held-out pending)"
+    return validate(
+        read_results(data),
+        meta.operating_points,
+        meta.default_operating_point,
+        meta.version,
+        reference=reference,
+        reference_name=name,
+    )
 
 
 class TooManyFiles(ValueError):
@@ -77,6 +88,13 @@ def load_results() -> bytes | None:
     return st.session_state.get(_RESULTS)
 
 
+def small_sample_banner(sv: SiteValidation) -> None:
+    """Above every figure from fewer films than a decision needs."""
+    words = site_report.small_sample_words(sv)
+    if words:
+        st.warning(words)
+
+
 def counts_row(sv: SiteValidation) -> None:
     c = sv.counts
     cols = st.columns(5)
@@ -89,11 +107,11 @@ def counts_row(sv: SiteValidation) -> None:
 
 def operating_point_tables(sv: SiteValidation) -> None:
     st.subheader("The shipped operating points on your images")
-    st.dataframe(site_report.point_table(sv.shipped, shipped=True), hide_index=True)
+    small_sample_banner(sv)
+    st.dataframe(site_report.point_table(sv.shipped, shipped=True, reference_name=sv.reference_name), hide_index=True)
     st.caption(
-        "Shipped figures are out-of-fold validation on the training hospital's images; yours carry 95% "
-        "patient-bootstrap intervals. "
-        f"PPV and NPV at {sv.prevalence:.1%} prevalence."
+        f"Beside yours: the {sv.reference_name}'s figures. Yours carry 95% intervals (patient bootstrap, widened "
+        f"to at least the Wilson interval of the counts). PPV and NPV at {sv.prevalence:.1%} prevalence."
     )
     if sv.enough_to_adopt:
         st.subheader("Thresholds chosen again on your images")
@@ -147,11 +165,33 @@ def save_site_point(sv: SiteValidation) -> None:
                 )
 
 
-def your_data_view() -> None:
-    st.info(
-        "Run the model over your own labelled images to see how it does at your site: "
-        "`python -m pneumonia.score FOLDER --out results.parquet`, then upload the results here."
+def guided_validation() -> None:
+    """The local validation a QA lead runs from this page: cases, truth, acceptance, sign-off."""
+    st.markdown(
+        "**A local validation, step by step.** Before relying on the model, measure it on your own children's "
+        "films. Your results stand beside the held-out test split's figures; every figure from fewer films than a "
+        "decision needs says so."
     )
+    with st.expander("How to run it: choosing cases, who sets the truth, what result to accept", expanded=False):
+        for head, text in site_report.protocol_lines(site_points.MIN_PER_CLASS):
+            st.markdown(f"**{head}.** {text}")
+
+
+def acceptance(sv: SiteValidation) -> str:
+    """The acceptance the site sets (operating point, lowest sensitivity and specificity), and the verdict."""
+    st.subheader("Your acceptance")
+    c1, c2, c3 = st.columns(3)
+    point = c1.selectbox("Operating point you will use", list(sv.shipped["operating point"]), key="accept_point")
+    se = c2.number_input("Lowest sensitivity you accept (%)", 50.0, 100.0, 95.0, 0.5, key="accept_sensitivity")
+    sp = c3.number_input("Lowest specificity you accept (%)", 10.0, 100.0, 80.0, 0.5, key="accept_specificity")
+    verdict = site_report.acceptance_verdict(sv, point, se / 100, sp / 100)
+    met = ": MEETS" in verdict and "small sample" not in verdict
+    (st.success if met else st.warning)(verdict)
+    return verdict
+
+
+def your_data_view() -> None:
+    guided_validation()
     data = load_results()
     if not data:
         return
@@ -176,16 +216,23 @@ def site_figures(sv: SiteValidation) -> None:
     )
     sv = sv.at_prevalence(prevalence)
     counts_row(sv)
+    small_sample_banner(sv)
     if sv.metrics is None:
         st.warning("Too few labelled images of each class for sensitivity and specificity (at least 2 of each).")
         return
     c1, c2 = st.columns(2)
     with c1:
+        small_sample_banner(sv)
         widgets.chart_with_answer(site_report.roc_with_band(sv))
     with c2:
+        small_sample_banner(sv)
         widgets.chart_with_answer(site_report.calibration_on_site(sv))
     operating_point_tables(sv)
+    verdict = acceptance(sv)
     st.download_button(
-        "Download validation report (PDF)", site_report.validation_pdf(sv), "validation-report.pdf", "application/pdf"
+        "Download validation report for the board (PDF)",
+        site_report.validation_pdf(sv, acceptance=verdict),
+        "validation-report.pdf",
+        "application/pdf",
     )
     save_site_point(sv)

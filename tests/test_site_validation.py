@@ -48,7 +48,10 @@ def test_site_figures_and_report():
     assert list(sv.shipped["operating point"]) == list(META.operating_points)
     assert len(sv.rechosen) == 3 and sv.rechosen["threshold"].is_monotonic_increasing
     table = point_table(sv.shipped, shipped=True)
-    assert {"shipped sensitivity", "your sensitivity", "PPV", "NPV"} <= set(table.columns)
+    assert {"training pool: sensitivity", "your sensitivity", "PPV", "NPV"} <= set(table.columns)
+    # every interval at least as wide as the Wilson interval of its counts
+    for lo_hi in list(sv.shipped["sensitivity 95% CI"]) + list(sv.shipped["specificity 95% CI"]):
+        assert lo_hi[1] - lo_hi[0] > 0.05
     pdf = validation_pdf(sv)
     assert pdf.startswith(b"%PDF") and len(pdf) > 2000
 
@@ -172,6 +175,17 @@ def test_your_data_view_scores_a_folder_and_saves_a_site_point(samples, tmp_path
     assert len(at.dataframe) == 2
     # ten sample images: shown, marked not for clinical use, and no way to save them
     assert any("NOT FOR CLINICAL USE" in h.value for h in at.subheader)
+    # no interval of zero width, and a small-sample warning on every figure (counts, ROC, calibration, table)
+    shown = [c.value for c in at.caption] + [str(d.value.to_dict()) for d in at.dataframe]
+    assert not any(z in text for text in shown for z in ("1.000-1.000", "100.0%-100.0%", "(100.0%-100.0%)"))
+    small = [w.value for w in at.warning if w.value.startswith("Small sample")]
+    assert len(small) >= 4, [w.value for w in at.warning]
+    assert all("Small sample" in c.value for c in at.caption if "AUC" in c.value or "calibration error" in c.value)
+    reference = at.dataframe[0].value.columns
+    assert any(
+        c.startswith("held-out test split") or c.startswith("training pool (held-out pending)") for c in reference
+    )
+    assert any("acceptance" in m.value for m in [*at.warning, *at.success])
     assert not any(b.label == "Save site operating point" for b in at.button)
     review = AppTest.from_file(str(PAGES / "review.py"), default_timeout=180).run()
     assert not any(o.startswith("Site:") for o in review.selectbox(key="operating_point").options)

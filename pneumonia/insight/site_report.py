@@ -18,6 +18,72 @@ def _words(key) -> str:
     return str(key).replace("_", " ").capitalize()
 
 
+GUIDED_PROTOCOL = [
+    (
+        "1. Choose the cases",
+        "Consecutive children aged 1 to 5 with a frontal chest film over a set period (for example three months), "
+        "not hand-picked: the normals and the pneumonias seen in that period alike. At least {min_per_class} with "
+        "pneumonia and {min_per_class} without, the count a site threshold needs. Exclude nobody except films the "
+        "input check refuses, and count those.",
+    ),
+    (
+        "2. Who sets the truth",
+        "Two of the site's radiologists read each film without the AI and without each other's reading; a third "
+        "settles disagreements; clinical follow-up where available. Record who read and how they disagreed. Put "
+        "the films in NORMAL/ and PNEUMONIA/ folders by that truth.",
+    ),
+    (
+        "3. Run it",
+        "Score the folder on this page (site administrators), or run python -m pneumonia.score FOLDER --out "
+        "results.parquet and upload the results here.",
+    ),
+    (
+        "4. What result to accept (the site sets it, before looking)",
+        "For the operating point the site will use: the lowest sensitivity and specificity it accepts, judged on the "
+        "lower end of each 95% interval, and the prevalence of its population. The page and this report say "
+        "whether the results meet them.",
+    ),
+    (
+        "5. Who signs",
+        "The QA lead who ran it and the clinical lead; the report goes to the governance board with the "
+        "held-out figures of the model version used.",
+    ),
+]
+
+
+def protocol_lines(min_per_class: int) -> list[tuple[str, str]]:
+    return [(head, text.format(min_per_class=min_per_class)) for head, text in GUIDED_PROTOCOL]
+
+
+def small_sample_words(sv: SiteValidation) -> str:
+    """A warning for every figure from fewer labelled films than a decision needs; "" when enough."""
+    from pneumonia.serving.site_points import MIN_PER_CLASS
+
+    c = sv.counts
+    if min(c["pneumonia"], c["normal"]) >= MIN_PER_CLASS:
+        return ""
+    return (
+        f"Small sample: {c['pneumonia']} pneumonia and {c['normal']} normal films; a decision needs at least "
+        f"{MIN_PER_CLASS} of each. This figure is unsettled: do not rely on it."
+    )
+
+
+def acceptance_verdict(sv: SiteValidation, point: str, min_sensitivity: float, min_specificity: float) -> str:
+    """Whether the site's results meet the acceptance the site set, judged on the lower ends of the intervals."""
+    if sv.shipped is None:
+        return "No verdict: too few labelled films of each class."
+    row = sv.shipped[sv.shipped["operating point"] == point].iloc[0]
+    se_lo, sp_lo = row["sensitivity 95% CI"][0], row["specificity 95% CI"][0]
+    met = se_lo >= min_sensitivity and sp_lo >= min_specificity
+    words = "MEETS" if met else "DOES NOT MEET"
+    small = " (small sample: not a basis for a decision)" if small_sample_words(sv) else ""
+    return (
+        f"{_words(point)}: the lower ends of the 95% intervals are sensitivity {se_lo:.1%} and specificity "
+        f"{sp_lo:.1%} against the site's minimum {min_sensitivity:.1%} and {min_specificity:.1%}: {words} the "
+        f"site's acceptance{small}."
+    )
+
+
 def roc_with_band(sv: SiteValidation) -> tuple[go.Figure, str]:
     roc = sv.roc
     fig = go.Figure()
@@ -37,7 +103,10 @@ def roc_with_band(sv: SiteValidation) -> tuple[go.Figure, str]:
         )
     fig.update_layout(title="ROC curve on your data", xaxis_title="1 - specificity", yaxis_title="sensitivity")
     lo, hi = roc["auc_ci"]
-    return fig, f"AUC {roc['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {sv.counts['labelled']} labelled images."
+    return fig, (
+        f"AUC {roc['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {sv.counts['labelled']} labelled images. "
+        + small_sample_words(sv)
+    ).strip()
 
 
 def calibration_on_site(sv: SiteValidation) -> tuple[go.Figure, str]:
@@ -54,6 +123,9 @@ def calibration_on_site(sv: SiteValidation) -> tuple[go.Figure, str]:
     fig.update_layout(
         title="Calibration on your data", xaxis_title="mean predicted probability", yaxis_title="observed pneumonia"
     )
+    small = small_sample_words(sv)
+    if small:
+        return fig, f"Expected calibration error {cal['ece']:.3f}, from too few films to judge calibration. {small}"
     verdict = "close to" if cal["ece"] < 0.05 else "away from"
     return fig, (
         f"Expected calibration error {cal['ece']:.3f}: the probabilities are {verdict} the observed pneumonia rate "
@@ -61,8 +133,9 @@ def calibration_on_site(sv: SiteValidation) -> tuple[go.Figure, str]:
     )
 
 
-def point_table(df: pd.DataFrame, shipped: bool) -> pd.DataFrame:
-    """Rates as percentages with their intervals, for the page and the report."""
+def point_table(df: pd.DataFrame, shipped: bool, reference_name: str = "training pool") -> pd.DataFrame:
+    """Rates as percentages with their intervals, for the page and the report; the shipped columns are
+    named by what they are (the held-out split's or the training pool's figures)."""
 
     def pct(v) -> str:
         return "" if v is None or pd.isna(v) else f"{v:.1%}"
@@ -70,8 +143,8 @@ def point_table(df: pd.DataFrame, shipped: bool) -> pd.DataFrame:
     names = df["operating point"].map(_words)
     out = pd.DataFrame({"operating point": names, "threshold": df["threshold"].map("{:.1%}".format)})
     if shipped:
-        out["shipped sensitivity"] = df["shipped sensitivity"].map(pct)
-        out["shipped specificity"] = df["shipped specificity"].map(pct)
+        out[f"{reference_name}: sensitivity"] = df["shipped sensitivity"].map(pct)
+        out[f"{reference_name}: specificity"] = df["shipped specificity"].map(pct)
     for key in ("sensitivity", "specificity"):
         ci = df[f"{key} 95% CI"]
         out[f"your {key}"] = [f"{pct(v)} ({pct(c[0])}-{pct(c[1])})" for v, c in zip(df[key], ci)]
@@ -202,7 +275,7 @@ def _small_sample_warning(pdf: FPDF, sv: SiteValidation) -> None:
     pdf.ln(2)
 
 
-def validation_pdf(sv: SiteValidation, site_name: str = "") -> bytes:
+def validation_pdf(sv: SiteValidation, site_name: str = "", acceptance: str = "") -> bytes:
     """The site's validation report: counts, AUC, each shipped point on the site's images beside the
     shipped figures, the re-chosen thresholds, PPV/NPV at the site's prevalence, and the disclaimer."""
     pdf = FPDF(format="A4")
@@ -215,14 +288,18 @@ def validation_pdf(sv: SiteValidation, site_name: str = "") -> bytes:
     pdf.cell(0, 5, f"Generated {when}  |  model {sv.model_version}{where}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     _small_sample_warning(pdf, sv)
+    if acceptance:
+        pdf.set_font("Helvetica", "B", 9)
+        pdf.multi_cell(0, 4.5, "Acceptance: " + acceptance, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
     _summary(pdf, sv)
     if sv.metrics is not None:
         _charts(pdf, sv)
     if sv.metrics is None:
         pdf.multi_cell(0, 5, "Too few labelled images of each class for sensitivity and specificity.")
     else:
-        _heading(pdf, "Shipped operating points on your images (95% CI, patient bootstrap)")
-        _table(pdf, point_table(sv.shipped, shipped=True))
+        _heading(pdf, "Shipped operating points on your images (95% CI: patient bootstrap widened to Wilson)")
+        _table(pdf, point_table(sv.shipped, shipped=True, reference_name=sv.reference_name))
         _heading(pdf, "Operating points chosen again on your images (same rule as the shipped ones)")
         _table(pdf, point_table(sv.rechosen, shipped=False))
         pdf.set_font("Helvetica", "I", 8)
@@ -232,7 +309,20 @@ def validation_pdf(sv: SiteValidation, site_name: str = "") -> bytes:
             "Thresholds chosen on these images and measured on the same images flatter; confirm them on new "
             "images before adopting them.",
         )
+    _protocol(pdf)
     pdf.ln(3)
     pdf.set_font("Helvetica", "", 8)
     pdf.multi_cell(0, 4, DISCLAIMER)
     return bytes(pdf.output())
+
+
+def _protocol(pdf: FPDF) -> None:
+    from pneumonia.serving.site_points import MIN_PER_CLASS
+
+    pdf.ln(3)
+    _heading(pdf, "How this local validation was to be run")
+    for head, text in protocol_lines(MIN_PER_CLASS):
+        pdf.set_font("Helvetica", "B", 8.5)
+        pdf.multi_cell(0, 4.2, head, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 8.5)
+        pdf.multi_cell(0, 4.2, text, new_x="LMARGIN", new_y="NEXT")

@@ -171,12 +171,52 @@ def resampled_ci(resamples: Resamples, threshold: float, keys: tuple[str, ...]) 
 CI_KEYS = ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "npv", "f1")
 
 
+def wilson_counts(threshold: float, y: np.ndarray, p: np.ndarray) -> dict[str, tuple[int, int]]:
+    """Successes and trials of each rate at ``threshold``, for its Wilson interval."""
+    tn, fp, fn, tp = confusion(y, p, threshold)
+    n = tn + fp + fn + tp
+    return {
+        "accuracy": (tp + tn, n),
+        "sensitivity": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "precision": (tp, tp + fp),
+        "npv": (tn, tn + fn),
+    }
+
+
+def widened(bootstrap: list[float], counts: tuple[int, int]) -> list[float]:
+    """The patient bootstrap's interval widened to include the Wilson interval of the counts: a few films
+    can never give a zero-width interval (10 films all right: 100.0% (72.2-100.0%), not 100.0-100.0%)."""
+    from pneumonia.insight.external_test import wilson
+
+    lo, hi = wilson(*counts)
+    if np.isnan(lo):
+        return list(bootstrap)
+    return [float(np.nanmin([bootstrap[0], lo])), float(np.nanmax([bootstrap[1], hi]))]
+
+
+def auc_interval(bootstrap: list[float], auc: float, n_pneumonia: int, n_normal: int) -> list[float]:
+    """The AUC's bootstrap interval, widened to at least the Wilson interval of the AUC taken as a share
+    of the smaller class's count (conservative; the bootstrap alone gives 1.000-1.000 from 10 separable films)."""
+    from pneumonia.insight.external_test import wilson
+
+    m = min(n_pneumonia, n_normal)
+    if m == 0 or np.isnan(auc):
+        return list(bootstrap)
+    lo, hi = wilson(round(auc * m), m)
+    return [float(np.nanmin([bootstrap[0], lo])), float(np.nanmax([bootstrap[1], hi]))]
+
+
 def site_metrics(data: Labelled, threshold: float, n_boot: int = 1000) -> dict:
     """:func:`evaluate_results`'s figures (the evaluate command's), with the same intervals computed
-    from weighted resamples."""
+    from weighted resamples, widened to at least the Wilson interval of the counts."""
     out = binary_metrics(data.y, data.p, threshold)
     out["ece"] = expected_calibration_error(data.y, data.p)
-    out["ci95"] = resampled_ci(Resamples(data.y, data.p, data.groups, n_boot), threshold, CI_KEYS)
+    ci = resampled_ci(Resamples(data.y, data.p, data.groups, n_boot), threshold, CI_KEYS)
+    for key, counts in wilson_counts(threshold, data.y, data.p).items():
+        ci[key] = widened(ci[key], counts)
+    ci["roc_auc"] = auc_interval(ci["roc_auc"], out["roc_auc"], int((data.y == 1).sum()), int((data.y == 0).sum()))
+    out["ci95"] = ci
     out["per_subtype"] = _per_subtype(data, threshold)
     out["subtype"] = subtype_summary(data.subtypes, data.bacterial)
     return out
@@ -208,7 +248,12 @@ def roc_band(data: Labelled, n_boot: int = 200, seed: int = 0) -> dict:
         "low": band[0],
         "high": band[1],
         "auc": float(roc_auc_score(data.y, data.p)),
-        "auc_ci": _percentiles(aucs) if len(aucs) else [np.nan] * 2,
+        "auc_ci": auc_interval(
+            _percentiles(aucs) if len(aucs) else [np.nan] * 2,
+            float(roc_auc_score(data.y, data.p)),
+            int((data.y == 1).sum()),
+            int((data.y == 0).sum()),
+        ),
     }
 
 
@@ -230,29 +275,38 @@ def calibration(data: Labelled, n_bins: int = 10) -> dict:
 def _point_row(data: Labelled, resamples: Resamples, name: str, threshold: float, prevalence: float) -> dict:
     r = rates(*confusion(data.y, data.p, threshold))
     ci = resampled_ci(resamples, threshold, ("sensitivity", "specificity"))
+    counts = wilson_counts(threshold, data.y, data.p)
     ppv, npv = predictive_values_at_prevalence(r["sensitivity"], r["specificity"], prevalence)
     return {
         "operating point": name,
         "threshold": threshold,
         "sensitivity": r["sensitivity"],
-        "sensitivity 95% CI": ci["sensitivity"],
+        "sensitivity 95% CI": widened(ci["sensitivity"], counts["sensitivity"]),
         "specificity": r["specificity"],
-        "specificity 95% CI": ci["specificity"],
+        "specificity 95% CI": widened(ci["specificity"], counts["specificity"]),
         "PPV": ppv,
         "NPV": npv,
     }
 
 
 def shipped_points_on_site(
-    data: Labelled, points: dict[str, dict], prevalence: float, n_boot: int = 300
+    data: Labelled,
+    points: dict[str, dict],
+    prevalence: float,
+    n_boot: int = 300,
+    reference: dict[str, tuple[float, float]] | None = None,
 ) -> pd.DataFrame:
-    """Each shipped operating point: its validation figures beside what it does on this site's images."""
+    """Each shipped operating point on this site's images beside its reference figures: ``reference``
+    (the held-out test split's sensitivity and specificity by point) when given, else the training pool's."""
     resamples = Resamples(data.y, data.p, data.groups, n_boot)
     rows = []
     for name, point in points.items():
         row = _point_row(data, resamples, name, float(point["threshold"]), prevalence)
-        row["shipped sensitivity"] = point.get("validation_sensitivity")
-        row["shipped specificity"] = point.get("validation_specificity")
+        if reference is not None:
+            row["shipped sensitivity"], row["shipped specificity"] = reference.get(name, (None, None))
+        else:
+            row["shipped sensitivity"] = point.get("validation_sensitivity")
+            row["shipped specificity"] = point.get("validation_specificity")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -291,6 +345,7 @@ class SiteValidation:
     rechosen: pd.DataFrame | None
     roc: dict | None
     calibration: dict | None
+    reference_name: str = "training pool"  # what the "shipped" columns are: the held-out split's or the training pool's
 
     @property
     def enough_to_adopt(self) -> bool:
@@ -329,14 +384,17 @@ def validate(
     model_version: str,
     prevalence: float | None = None,
     n_boot: int = 300,
+    reference: dict[str, tuple[float, float]] | None = None,
+    reference_name: str = "training pool",
 ) -> SiteValidation:
-    """The site's figures; ``prevalence`` defaults to the labelled images' own pneumonia share."""
+    """The site's figures; ``prevalence`` defaults to the labelled images' own pneumonia share;
+    ``reference`` gives the figures the site's are set beside (the held-out split's, by operating point)."""
     data = labelled(results)
     counts = file_counts(results, data)
     site_prev = float(data.y.mean()) if len(data.y) else float("nan")
     prev = site_prev if prevalence is None else float(prevalence)
     if not enough_labels(data):
-        return SiteValidation(model_version, counts, prev, None, default_point, None, None, None, None)
+        return SiteValidation(model_version, counts, prev, None, default_point, None, None, None, None, reference_name)
     threshold = float(points[default_point]["threshold"])
     return SiteValidation(
         model_version=model_version,
@@ -344,8 +402,9 @@ def validate(
         prevalence=prev,
         metrics=site_metrics(data, threshold, n_boot=n_boot),
         default_point=default_point,
-        shipped=shipped_points_on_site(data, points, prev, n_boot),
+        shipped=shipped_points_on_site(data, points, prev, n_boot, reference),
         rechosen=rechosen_points(data, prev, n_boot),
         roc=roc_band(data, n_boot=min(n_boot, 200)),
         calibration=calibration(data),
+        reference_name=reference_name if reference is not None else "training pool",
     )
