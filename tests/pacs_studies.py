@@ -28,6 +28,9 @@ class PacsStudy:
     study_uid: str
     study_date: str
     instances: dict[str, bytes] = field(default_factory=dict)  # SOPInstanceUID -> DICOM bytes
+    patient_name: str = ""  # DICOM form, "Family^Given"; empty keeps make_dicom's
+    study_time: str = "101500"
+    description: str = ""
     kinds: dict[str, str] = field(default_factory=dict)  # SOPInstanceUID -> what it is (for test messages)
     modality_of: dict[str, str] = field(default_factory=dict)
 
@@ -48,8 +51,12 @@ def to_pacs_instance(dicom: bytes, study: PacsStudy, modality: str, series_uid: 
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SOP_CLASSES[modality]
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study.study_uid, series_uid
     ds.AccessionNumber, ds.PatientID, ds.StudyDate = study.accession, study.patient_id, study.study_date
-    ds.StudyTime, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "101500", "1", number, number
+    ds.StudyTime, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = study.study_time, "1", number, number
     ds.Modality = modality
+    if study.patient_name:
+        ds.PatientName = study.patient_name
+    if study.description:
+        ds.StudyDescription = study.description
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
@@ -95,3 +102,55 @@ def load(orthanc, study: PacsStudy) -> PacsStudy:
     for data in study.instances.values():
         orthanc.upload(data)
     return study
+
+
+DAY_NAMES = [
+    "Rivera^Mia",
+    "Okafor^Noah",
+    "Lindqvist^Elsa",
+    "Tanaka^Yuki",
+    "Haddad^Omar",
+    "Kowalski^Zofia",
+    "Nguyen^Linh",
+    "Fischer^Paul",
+    "Moreau^Chloe",
+    "Silva^Tiago",
+    "Ahmed^Sara",
+    "Berg^Jonas",
+]
+
+
+def day_of_studies(samples: list[Path], day: str, n: int, tag: str, prior_date: str = "") -> list[PacsStudy]:
+    """``n`` one-film pediatric CR studies of ``day`` (YYYYMMDD) from the real samples, each with its own
+    patient (name, ID, age, sex), accession, study time (08:00 onwards, 20 minutes apart) and view; with
+    ``prior_date``, the first patient also has an earlier CR study of that date."""
+    studies = []
+    for i in range(n):
+        sample = samples[i % len(samples)]
+        study = PacsStudy(
+            f"{tag}-{i + 1:03d}",
+            f"{tag}-PID-{i + 1:03d}",
+            generate_uid(),
+            day,
+            patient_name=DAY_NAMES[i % len(DAY_NAMES)],
+            study_time=f"{8 + (i * 20) // 60:02d}{(i * 20) % 60:02d}00",
+            description="XR CHEST 1 VIEW",
+        )
+        view, age, sex = ("PA", "AP")[i % 2], f"{2 + i % 6:03d}Y", "FM"[i % 2]
+        add(study, make_dicom(grey(sample), bits=8, age=age, sex=sex, view=view), "CR", sample.name)
+        studies.append(study)
+    if prior_date:
+        first = studies[0]
+        prior = PacsStudy(
+            f"{tag}-PRIOR",
+            first.patient_id,
+            generate_uid(),
+            prior_date,
+            patient_name=first.patient_name,
+            study_time="093000",
+            description="XR CHEST 1 VIEW",
+        )
+        sample = samples[-1]
+        add(prior, make_dicom(grey(sample), bits=8, age="001Y", sex="F", view="AP"), "CR", sample.name)
+        studies.append(prior)
+    return studies

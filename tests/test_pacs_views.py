@@ -36,7 +36,7 @@ def run_view(monkeypatch, url: str | None) -> AppTest:
 def search(at: AppTest, accession: str = "", patient: str = "") -> AppTest:
     at.text_input[0].input(accession)
     at.text_input[1].input(patient)
-    at.button[0].click().run()  # the form's "Search the PACS"
+    next(b for b in at.button if b.label == "Search the PACS").click().run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

@@ -29,7 +29,7 @@ class ReaderReview:
     reader: str
     agrees: bool
     comment: str = ""
-    accession: str = ""  # typed in by the reader for the report only; never stored in the audit trail
+    accession: str = ""  # from the study (or typed by the reader), for the report only; never in the audit trail
 
 
 def point_title(operating_point: str, points: dict[str, dict] | None = None) -> str:
@@ -86,22 +86,42 @@ def _read_words(review) -> str:
     return "agree" if review.agrees else "disagree"
 
 
+IDENTITY_COLUMNS = ("accession", "patient", "patient_id", "age_sex", "study_time", "view")
+
+
+def identity_cells(identity: dict | None) -> dict[str, str]:
+    """The worklist's identity columns from a film's identity (pneumonia.pacs.identity.FilmIdentity.as_dict())."""
+    i = identity or {}
+    return {
+        "accession": i.get("accession", ""),
+        "patient": i.get("patient_name", ""),
+        "patient_id": i.get("patient_id", ""),
+        "age_sex": " ".join(p for p in (i.get("age", ""), i.get("sex", "")) if p),
+        "study_time": f"{i.get('study_date', '')} {i.get('study_time', '')}".strip(),
+        "view": i.get("view", ""),
+    }
+
+
 def worklist(
     results: list[ImageResult],
     include_names: bool = False,
     reviewed: set[str] | frozenset = frozenset(),
     reviews: dict | None = None,
+    identities: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """One row per file, scored first by descending probability, then refused and unreadable.
     ``reviewed``: image hashes that have a saved review (the "reviewed" column); ``reviews``: the
-    saved reads by image hash (:class:`ReaderReview`), for the "reader_read" column (agree/disagree)."""
+    saved reads by image hash (:class:`ReaderReview`), for the "reader_read" column (agree/disagree).
+    ``identities``: image hash -> the film's identity (accession, patient ...), shown only with
+    ``include_names`` (patient identifiers, as file names may be)."""
     same_pixels = duplicates(results)
     rows = []
     for i, r in enumerate(results):
+        who = identity_cells((identities or {}).get(r.xray.sha256) if r.xray else None) if identities else {}
         rows.append(
             {
                 "item": i + 1,
-                **({"file": r.name} if include_names else {}),
+                **({"file": r.name, **who} if include_names else {}),
                 "image_sha256": r.xray.sha256 if r.xray else "",
                 "status": r.status,
                 "probability": round(r.probability, 6) if r.scored else None,  # 0.99996 must not read 1.0
@@ -127,8 +147,13 @@ def worklist_csv(
     include_names: bool = False,
     reviewed: set[str] | frozenset = frozenset(),
     reviews: dict | None = None,
+    identities: dict[str, dict] | None = None,
 ) -> bytes:
-    return worklist(results, include_names, reviewed, reviews).to_csv(index=False).encode()
+    """The worklist as CSV; file names and the films' identities only with ``include_names``."""
+    from pneumonia.core.literal import csv_safe_frame
+
+    table = worklist(results, include_names, reviewed, reviews, identities if include_names else None)
+    return csv_safe_frame(table).to_csv(index=False).encode()
 
 
 def _png(rgb_or_gray: np.ndarray, max_side: int = 900) -> io.BytesIO:
@@ -139,15 +164,21 @@ def _line(pdf: FPDF, height: float, text: str) -> None:
     pdf.cell(0, height, text, new_x="LMARGIN", new_y="NEXT")
 
 
+SCALE_FADES_BELOW = 0.3  # as the screen's colour scale (pages.widgets.fading_colorscale): transparent at 0
+
+
 def colour_scale_strip(colormap: str, width: int = 256) -> np.ndarray:
-    """The heatmap's colour scale, least to most, as an RGB strip (the same OpenCV map as the overlay)."""
+    """The heatmap's colour scale, least to most, as an RGB strip (the same OpenCV map as the overlay),
+    fading to white at its low end as the screen's colour bar does (no tint where there is little)."""
     import cv2
 
     from pneumonia.serving.explain import COLORMAPS
 
     ramp = np.linspace(0, 255, width).astype(np.uint8)[None, :]
     bgr = cv2.applyColorMap(np.repeat(ramp, 8, axis=0), COLORMAPS.get(colormap, cv2.COLORMAP_JET))
-    return bgr[..., ::-1].copy()
+    alpha = np.minimum(1.0, np.linspace(0.0, 1.0, width) / SCALE_FADES_BELOW)[None, :, None]
+    rgb = bgr[..., ::-1].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    return np.round(rgb).astype(np.uint8)
 
 
 def _colour_scale(pdf: FPDF, colormap: str, x: float, width: float) -> None:
@@ -203,6 +234,20 @@ def _findings(pdf: FPDF, result: ImageResult, choice: ThresholdChoice, title: st
         pdf.multi_cell(0, 4.5, f"Note: {note}", new_x="LMARGIN", new_y="NEXT")
 
 
+def _latin1(text: str) -> str:
+    """Text in the PDF's core font (Latin-1): other characters become '?'."""
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _study_section(pdf: FPDF, identity: dict[str, str] | None) -> None:
+    """Whose film this is, from the study's DICOM header (the reader asked for this report)."""
+    if not identity:
+        return
+    pdf.set_font("Helvetica", "", 10)
+    words = "  |  ".join(f"{k}: {v}" for k, v in identity.items())
+    pdf.multi_cell(0, 5, _latin1(words), new_x="LMARGIN", new_y="NEXT")
+
+
 def _reader_section(pdf: FPDF, review: ReaderReview | None) -> None:
     """The reader's own read: agree/disagree, comment, accession or study reference."""
     pdf.set_font("Helvetica", "B", 11)
@@ -211,10 +256,10 @@ def _reader_section(pdf: FPDF, review: ReaderReview | None) -> None:
     if review is None:
         _line(pdf, 6, "No review saved for this image yet.")
         return
-    _line(pdf, 6, f"Accession / study reference: {review.accession.strip() or '(not given)'}")
-    _line(pdf, 6, f"Reader: {review.reader}  |  {'Agrees' if review.agrees else 'Disagrees'} with the model")
+    _line(pdf, 6, _latin1(f"Accession / study reference: {review.accession.strip() or '(not given)'}"))
+    _line(pdf, 6, _latin1(f"Reader: {review.reader}  |  {'Agrees' if review.agrees else 'Disagrees'} with the model"))
     if review.comment.strip():
-        pdf.multi_cell(0, 5, f"Comment: {review.comment.strip()}", new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 5, _latin1(f"Comment: {review.comment.strip()}"), new_x="LMARGIN", new_y="NEXT")
 
 
 def pdf_report(
@@ -228,10 +273,12 @@ def pdf_report(
     review: ReaderReview | None = None,
     points: dict[str, dict] | None = None,
     colormap: str = "jet",
+    identity: dict[str, str] | None = None,
 ) -> bytes:
     """A one-page PDF: image, overlay with its colour scale, probability, operating point, the reader's
     review, model version, time, disclaimer. ``points``: the model's operating points, to name the one
-    in force in words; ``colormap``: the overlay's colour map (explain.COLORMAPS)."""
+    in force in words; ``colormap``: the overlay's colour map (explain.COLORMAPS); ``identity``: the
+    study's patient, accession, date ... (label -> words) for the header, from the film's DICOM."""
     if not result.scored or result.xray is None:
         raise ValueError("only scored images have a report")
     pdf = FPDF(format="A4")
@@ -242,6 +289,7 @@ def pdf_report(
     pdf.set_font("Helvetica", "", 9)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     _line(pdf, 5, f"Generated {when}  |  model {model_version}  |  image SHA-256 {result.xray.sha256[:16]}...")
+    _study_section(pdf, identity)
     pdf.ln(3)
     _images(pdf, result, overlay_rgb, method, heatmap_flat, colormap)
     pdf.ln(4)

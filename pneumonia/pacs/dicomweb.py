@@ -29,6 +29,10 @@ BACKOFF_S = 0.5
 INSTANCE_FIELDS = ("PatientAge", "PatientSex", "ViewPosition", "BodyPartExamined", "Modality", "InstanceNumber")
 STUDY_FIELDS = (
     "StudyDate",
+    "StudyTime",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
     "AccessionNumber",
     "StudyDescription",
     "ModalitiesInStudy",
@@ -285,6 +289,10 @@ class PacsClient:
         except (requests.RequestException, ValueError) as err:
             raise explain_failure(err, self.config, "fetching an image") from None
         return dataset_bytes(ds)
+
+    def retrieve_dataset(self, study: str, series: str, sop: str) -> pydicom.Dataset:
+        """One instance as a dataset (for reading back a result this app or its DICOM node stored)."""
+        return self._call("reading a stored result", self.web.retrieve_instance, study, series, sop)
 
     def existing(self, study: str, series: str) -> set[str]:
         """SOP Instance UIDs already stored in a series (empty when the series does not exist)."""

@@ -34,7 +34,10 @@ NOT_FOR_DIAGNOSIS = (
 SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
 SR_SERIES_DESCRIPTION = "AI pneumonia result (not for diagnostic use)"
 SC_SERIES_DESCRIPTION = "AI heatmap (not for diagnostic use)"
-SC_MAX_SIDE = 1024
+SC_MIN_SIDE = 1024  # the SC's long side: at least this (a small film is enlarged), the film's own above it
+SC_MAX_SIDE = 2048  # ... and at most this
+# study attributes the results keep from the source, so the PACS's study list keeps its description
+KEPT_STUDY_ATTRIBUTES = ("StudyDescription", "StudyTime", "StudyDate", "StudyID", "AccessionNumber")
 
 PROBABILITY = Code("PNEU-PROB", SCHEME, "Pneumonia probability (calibrated)")
 # only the probability's code meaning holds both "pneumonia" and "probability", so a reader that looks
@@ -117,9 +120,16 @@ def _text(name: Code, value: str):
 
 
 def person_name(text: str) -> str:
-    """The reader's name as typed, as a DICOM person name (one component gets a trailing caret)."""
+    """The reader's name as a DICOM person name, family name first: "Ada Reader" -> "Reader^Ada",
+    "Reader, Ada" -> "Reader^Ada", a name already in DICOM form as it is, one word (initials) alone."""
     name = " ".join(text.replace("\\", " ").replace("=", " ").split())[:60]
-    return name if "^" in name else name + "^"
+    if "^" in name:
+        return name
+    if "," in name:
+        family, _, given = name.partition(",")
+        return f"{family.strip()}^{given.strip()}".rstrip("^")
+    words = name.split(" ")
+    return name if len(words) == 1 else f"{words[-1]}^{' '.join(words[:-1])}"
 
 
 def _observation_context(finding: Finding):
@@ -228,7 +238,7 @@ def structured_report(source: pydicom.Dataset, finding: Finding) -> pydicom.Data
 
     source = with_study_attributes(source)
     uids = result_uids(source.SOPInstanceUID, source.StudyInstanceUID, finding)
-    return hd.sr.ComprehensiveSR(
+    sr = hd.sr.ComprehensiveSR(
         evidence=[source],
         content=measurement_report(source, finding),
         series_instance_uid=uids["sr_series"],
@@ -239,6 +249,7 @@ def structured_report(source: pydicom.Dataset, finding: Finding) -> pydicom.Data
         is_complete=True,
         series_description=SR_SERIES_DESCRIPTION,
     )
+    return keep_study_attributes(sr, source)
 
 
 def colour_scale(height: int, width: int, colormap: int) -> np.ndarray:
@@ -252,31 +263,71 @@ def colour_scale(height: int, width: int, colormap: int) -> np.ndarray:
     return bar
 
 
+def probability_words(p: float) -> str:
+    """As the review page words a probability: never 0% or 100%."""
+    return ">99.9%" if p >= 0.999 else "<0.1%" if p <= 0.001 else f"{p:.1%}"
+
+
+def burned_in_lines(model_version: str, finding: Finding | None, flat: bool) -> list[str]:
+    """The words burned into the SC: the result at its operating point, then the model and the warning."""
+    lines = []
+    if finding is not None and not finding.refused:
+        lines.append(
+            f"AI pneumonia probability {probability_words(finding.probability)}: {finding.label} at operating "
+            f"point {finding.operating_point} (threshold {finding.threshold:.1%})"
+        )
+    lines.append(
+        f"AI heatmap, model {model_version}, not for diagnosis" + (" (flat: no region stands out)" if flat else "")
+    )
+    return lines
+
+
+def _banner(lines: list[str], width: int) -> np.ndarray:
+    """White words on black, one line each, as large as the width allows."""
+    line_h = max(28, width // 36)
+    banner = np.zeros((line_h * len(lines) + line_h // 3, width, 3), np.uint8)
+    widest = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)[0][0] for t in lines)
+    font = min(0.95 * width / widest, 0.024 * line_h)
+    thickness = max(1, round(font * 1.6))
+    for i, text in enumerate(lines):
+        y = int(line_h * (i + 0.8))
+        cv2.putText(banner, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thickness, cv2.LINE_AA)
+    return banner
+
+
 def heatmap_picture(
-    pixels: np.ndarray, cam: np.ndarray | None, model_version: str, colormap: str = "jet"
+    pixels: np.ndarray,
+    cam: np.ndarray | None,
+    model_version: str,
+    colormap: str = "jet",
+    finding: Finding | None = None,
 ) -> np.ndarray:
     """The x-ray with the heatmap over it, a colour scale at the right and a banner with the burned-in
-    words "AI heatmap, model <version>, not for diagnosis" (RGB uint8, at most SC_MAX_SIDE px)."""
+    result (probability, result, operating point) and "AI heatmap, model <version>, not for diagnosis"
+    (RGB uint8; the film's resolution, with its long side between SC_MIN_SIDE and SC_MAX_SIDE px)."""
     from pneumonia.serving.explain import COLORMAPS, overlay
 
     h, w = pixels.shape[:2]
-    scale = min(1.0, SC_MAX_SIDE / max(h, w))
-    if scale < 1.0:
-        pixels = cv2.resize(pixels, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    scale = min(SC_MAX_SIDE, max(SC_MIN_SIDE, h, w)) / max(h, w)
+    if scale != 1.0:
+        size = (round(w * scale), round(h * scale))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         h, w = pixels.shape[:2]
     flat = cam is None or float(np.max(cam)) <= 0
     picture = overlay(pixels, np.zeros((8, 8), np.float32) if flat else cam, 0.0 if flat else 0.4, colormap)
     bar = colour_scale(h, max(32, w // 12), COLORMAPS[colormap])
     picture = np.concatenate([picture, bar], axis=1)
-    banner_h = max(28, w // 22)
-    banner = np.zeros((banner_h, picture.shape[1], 3), np.uint8)
-    words = f"AI heatmap, model {model_version}, not for diagnosis" + (" (flat: no region stands out)" if flat else "")
-    size = cv2.getTextSize(words, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)[0]
-    font = min(1.2, 0.95 * picture.shape[1] / size[0], 0.7 * banner_h / size[1])
-    cv2.putText(
-        banner, words, (6, int(banner_h * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 1, cv2.LINE_AA
-    )
+    banner = _banner(burned_in_lines(model_version, finding, flat), picture.shape[1])
     return np.ascontiguousarray(np.concatenate([banner, picture], axis=0))
+
+
+def keep_study_attributes(made: pydicom.Dataset, source: pydicom.Dataset) -> pydicom.Dataset:
+    """Copy the study's description, date and time onto a result object, so the PACS's study keeps them."""
+    for keyword in KEPT_STUDY_ATTRIBUTES:
+        value = getattr(source, keyword, None)
+        if value not in (None, "") and not getattr(made, keyword, None):
+            setattr(made, keyword, value)
+    return made
 
 
 def _orientation(source: pydicom.Dataset) -> tuple[str, str]:
@@ -306,12 +357,12 @@ def secondary_capture(source: pydicom.Dataset, picture: np.ndarray, finding: Fin
         series_description=SC_SERIES_DESCRIPTION,
     )
     sc.BurnedInAnnotation = "YES"
-    sc.ImageComments = f"AI heatmap, model {finding.model_version}, not for diagnosis"[:10240]
+    sc.ImageComments = " ".join(burned_in_lines(finding.model_version, finding, False))[:10240]
     ref = pydicom.Dataset()
     ref.ReferencedSOPClassUID = source.SOPClassUID
     ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
     sc.SourceImageSequence = [ref]
-    return sc
+    return keep_study_attributes(sc, source)
 
 
 def result_objects(source: pydicom.Dataset, finding: Finding, picture: np.ndarray | None) -> list[pydicom.Dataset]:

@@ -92,5 +92,7 @@ class InstanceScorer:
         finding = finding_of(result, self.model_version, self.point, read)
         picture = None
         if result.scored:
-            picture = heatmap_picture(result.xray.pixels, self.heatmap(result), self.model_version)
+            picture = heatmap_picture(
+                result.xray.full_pixels(), self.heatmap(result), self.model_version, finding=finding
+            )
         return result_objects(header, finding, picture)
