@@ -190,6 +190,14 @@ placeholder "$CREDS/audit-owner.env" <<'EOF'
 # PNEUMONIA_AUDIT_URL=postgresql://pneumonia_owner:<password>@db.hospital.example/pneumonia_audit
 EOF
 
+# secrets stay readable by root alone (systemd reads them and hands each service its own)
+for secret in "$R$CREDS"/*; do
+  if [ "$(stat -c %a "$secret")" != 600 ]; then
+    chmod 0600 "$secret"
+    note "${secret#"$R"} (now readable by root only)"
+  fi
+done
+
 # --- the nginx site -------------------------------------------------------------------------------
 upload_mb=$(sed -n 's/^maxUploadSize *= *\([0-9]*\).*/\1/p' "$SOURCE/.streamlit/config.toml")
 ports=($APP_PORTS)
