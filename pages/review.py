@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import identity, lung_outline, pacs_views, reads, resources, widgets
+from pages import film_stepper, identity, lung_outline, pacs_views, reads, resources, widgets
 from pneumonia.audit import AuditUnavailable
 from pneumonia.core.decode import dicom_context
+from pneumonia.core.literal import markdown_literal
 from pneumonia.core.operating_points import CUSTOM, ThresholdChoice, resolve_threshold
 from pneumonia.insight import report
+from pneumonia.pacs.identity import FilmIdentity
 from pneumonia.serving.explain import COLORMAPS, METHODS, PLOTLY_COLORSCALES, overlay
 from pneumonia.serving.results import ImageResult
 
@@ -78,12 +80,21 @@ def saved_reviews() -> dict[str, report.ReaderReview]:
     return reads.session_reviews()
 
 
-def worklist_table(results: list[ImageResult]):
-    """The worklist as the reader sees it: the result first (readable at 800 px), words instead of empty
-    cells, the reviewed flag, and notes (why not scored, duplicates, disagreeing members)."""
+def identity_rows(identities: dict[str, FilmIdentity]) -> dict[str, dict]:
+    return {sha: who.as_dict() for sha, who in identities.items()}
+
+
+def worklist_table(results: list[ImageResult], identities: dict[str, FilmIdentity] | None = None):
+    """The worklist as the reader sees it: the result first (readable at 800 px), whose film it is
+    (accession, patient, age and sex, study time, view: for DICOM films), words instead of empty cells,
+    the reviewed flag, and notes (why not scored, duplicates, disagreeing members). In study-time order
+    when the reader chose it in "Open from PACS", else by probability."""
     shas = [r.xray.sha256 for r in results if r.xray]
     reviewed = set(saved_reviews()) | resources.audit_log_reviewed(shas)
-    table = report.worklist(results, include_names=True, reviewed=reviewed)
+    who = identity_rows(identities or {})
+    table = report.worklist(results, include_names=True, reviewed=reviewed, identities=who or None)
+    if who and pacs_views.order_by_time():
+        table = table.sort_values(["study_time", "item"], kind="stable").reset_index(drop=True)
     by_item = {i + 1: r for i, r in enumerate(results)}
     rows = [by_item[i] for i in table["item"]]
     table["thumbnail"] = [resources.thumbnail(r.xray.sha256, r.xray.pixels) if r.xray else None for r in rows]
@@ -92,10 +103,12 @@ def worklist_table(results: list[ImageResult]):
     table["label"] = [r.label or ("not scored" if r.xray else "unreadable") for r in rows]
     table["notes"] = [row_notes(r, dup) for r, dup in zip(rows, table["duplicate_of"])]
     # the columns a reader sorts and reads first; the bacterial estimate beside the result, notes last
-    columns = ["item", "thumbnail", "probability_percent", "label", "bacterial_if_pneumonia", "reviewed", "file"]
+    columns = ["item", "thumbnail", "probability_percent", "label", "bacterial_if_pneumonia", "reviewed"]
     if table["bacterial_if_pneumonia"].isna().all():
         columns.remove("bacterial_if_pneumonia")
-    return table, by_item, [*columns, "notes"]
+    if who:
+        columns += [c for c in report.IDENTITY_COLUMNS if table[c].astype(bool).any()]
+    return table, by_item, [*columns, "file", "notes"]
 
 
 def row_notes(result: ImageResult, duplicate_of: str) -> str:
@@ -122,18 +135,21 @@ def select_row(order: list[str]) -> None:
         st.session_state[_OPEN] = order[cells[0][0]]
 
 
-def step(order: list[str], by: int) -> None:
-    """Open the previous (-1) or next (+1) image in worklist order."""
-    i = order.index(st.session_state[_OPEN]) if st.session_state.get(_OPEN) in order else 0
-    st.session_state[_OPEN] = order[(i + by) % len(order)]
+def follow_stepper(order: list[str]) -> None:
+    """Open the film the browser's J/K (or Previous/Next) counted to: a position, so presses merged
+    while the page was busy still land on the right film (pages/film_stepper.py)."""
+    wanted = film_stepper.wanted_position()
+    if wanted is None or not order:
+        return
+    st.session_state[_OPEN] = order[wanted % len(order)]
     selection = st.session_state.get(table_key())
     if selection is not None and selection.selection.cells:  # the highlighted cell would now mislead
         st.session_state[_TABLE_GENERATION] = st.session_state.get(_TABLE_GENERATION, 0) + 1
 
 
-def worklist(results: list[ImageResult]) -> ImageResult:
+def worklist(results: list[ImageResult], identities: dict[str, FilmIdentity] | None = None) -> ImageResult:
     """The batch as a sortable worklist with a CSV export and keyboard navigation; returns the open result."""
-    table, by_item, columns = worklist_table(results)
+    table, by_item, columns = worklist_table(results, identities)
     keys = [f"{i}" for i in table["item"]]
     st.session_state[_ORDER] = keys
     if st.session_state.get(_OPEN) not in keys:
@@ -148,35 +164,49 @@ def worklist(results: list[ImageResult]) -> ImageResult:
         on_select=lambda: select_row(keys),
         selection_mode="single-cell",
         key=table_key(),
-        column_config=widgets.WORKLIST_COLUMNS,
+        column_config=widgets.WORKLIST_COLUMNS | IDENTITY_COLUMNS,
     )
-    left, mid, right = st.columns([1, 1, 2], vertical_alignment="center")
-    left.button("Previous", shortcut="K", on_click=step, args=(keys, -1), width="stretch", key="previous")
-    mid.button("Next", shortcut="J", on_click=step, args=(keys, +1), width="stretch", key="next")
-    right.caption("Keys: J next, K previous. Click a row to open it.")
-    export_worklist(results, set(table.loc[table["reviewed"], "image_sha256"]))
+    film_stepper.film_stepper(len(keys), keys.index(st.session_state[_OPEN]), lambda: follow_stepper(keys))
+    export_worklist(results, set(table.loc[table["reviewed"], "image_sha256"]), identity_rows(identities or {}))
     return by_item[int(st.session_state[_OPEN])]
 
 
+IDENTITY_COLUMNS = {
+    "accession": st.column_config.TextColumn("Accession", width=110),
+    "patient": st.column_config.TextColumn("Patient", width=150),
+    "patient_id": st.column_config.TextColumn("Patient ID", width=100),
+    "age_sex": st.column_config.TextColumn("Age, sex", width=110),
+    "study_time": st.column_config.TextColumn("Study time", width=130),
+    "view": st.column_config.TextColumn("View", width=50),
+}
+
+
 @st.fragment
-def export_worklist(results: list[ImageResult], reviewed: set[str]) -> None:
-    """The CSV export in its own fragment: ticking "include file names" keeps the panel open."""
+def export_worklist(results: list[ImageResult], reviewed: set[str], identities: dict[str, dict]) -> None:
+    """The CSV export in its own fragment: ticking "include file names" keeps the panel open. Patient
+    identifiers (file names, accession, patient) only when the reader ticks the box."""
     with st.expander("Export the worklist"):
         include_names = st.checkbox(
-            "Include file names in the CSV (they may contain patient identifiers)", key="export_names"
+            "Include file names and patient identifiers in the CSV (file names may contain them; "
+            "accession, patient, age, sex and study time from DICOM films)",
+            key="export_names",
         )
         shas = [r.xray.sha256 for r in results if r.xray]
         st.download_button(
             "Download worklist CSV",
-            lambda: report.worklist_csv(results, include_names, reviewed, reads.reviews_of(shas, reviewed)),
+            lambda: report.worklist_csv(
+                results, include_names, reviewed, reads.reviews_of(shas, reviewed), identities or None
+            ),
             "worklist.csv",
             "text/csv",
             on_click="ignore",
         )
 
 
-def image_header(result: ImageResult, results: list[ImageResult]) -> None:
+def image_header(result: ImageResult, results: list[ImageResult], who: FilmIdentity | None = None) -> None:
     st.subheader(result.name)
+    if who is not None:  # whose film this is, as the reader's PACS viewer shows it (screen only)
+        st.markdown(f"**{markdown_literal(who.header_line())}**")
     context = dicom_context(result.xray.metadata) if result.xray and result.xray.source_format == "DICOM" else {}
     if context:
         st.caption("DICOM: " + " · ".join(f"{k} {v}" for k, v in context.items()))
@@ -332,20 +362,27 @@ def viewer_caption(result: ImageResult, c: dict, target: str) -> str:
     return f"{words} {navigation}"
 
 
-def review_form(result: ImageResult, choice: ThresholdChoice) -> report.ReaderReview | None:
-    """The reader's agree/disagree read, appended to the audit trail; stays filled in after saving."""
+def review_form(
+    result: ImageResult, choice: ThresholdChoice, who: FilmIdentity | None = None
+) -> report.ReaderReview | None:
+    """The reader's agree/disagree read, appended to the audit trail; stays filled in after saving. For a
+    DICOM film the accession comes from the study (the form says whose film it is)."""
     saved, earlier = reads.review_of(result.xray.sha256)
     key = result.xray.sha256[:16]
     with st.form(f"review_{key}"):
         st.markdown("**Your read** (saved to the audit trail with the image hash, not the image)")
+        if who is not None:
+            st.caption(f"For {markdown_literal(who.header_line())}")
         options = ["Agree", "Disagree"]
         # nothing chosen until the reader chooses: a default would record agreement nobody gave
         index = None if saved is None else (0 if saved.agrees else 1)
         agree = st.radio("Do you agree with the model?", options, index=index, horizontal=True)
         comment = st.text_input("Comment (optional; no patient identifiers)", value=saved.comment if saved else "")
+        study_accession = who.accession if who is not None else ""
         accession = st.text_input(
             "Accession or study reference (printed on the PDF only, never stored)",
-            value=saved.accession if saved else "",
+            value=(saved.accession if saved and saved.accession else study_accession),
+            help="Filled in from the study's DICOM header where it has one.",
         )
         if st.form_submit_button("Save review"):
             if agree is None:
@@ -388,8 +425,11 @@ def save_review(
     return review
 
 
-def report_download(result: ImageResult, choice: ThresholdChoice, review: report.ReaderReview | None) -> None:
-    """Build the PDF only when asked for, then offer it."""
+def report_download(
+    result: ImageResult, choice: ThresholdChoice, review: report.ReaderReview | None, who: FilmIdentity | None = None
+) -> None:
+    """Build the PDF only when asked for, then offer it; a DICOM film's PDF carries its study's accession,
+    patient and date (the reader asked for this report), the read's accession otherwise."""
     if not st.button("Prepare report (PDF)", key=f"prepare_{result.xray.sha256[:16]}"):
         return
     method = st.session_state.get("method", "gradcam")
@@ -404,6 +444,7 @@ def report_download(result: ImageResult, choice: ThresholdChoice, review: report
         review=review,
         points=resources.operating_points(),
         colormap=st.session_state.get("colormap", "jet"),
+        identity=who.fields() if who is not None else None,
     )
     st.download_button(
         "Download report (PDF)",
@@ -429,19 +470,24 @@ def audit_trail() -> None:
 
 
 @st.fragment
-def reading_room(results: list[ImageResult], choice: ThresholdChoice) -> None:
+def reading_room(
+    results: list[ImageResult], choice: ThresholdChoice, identities: dict[str, FilmIdentity] | None = None
+) -> None:
     """The worklist and the open image: J/K, a row click, a saved read or a PDF rerun only this part,
     not the upload and the sidebar."""
-    result = worklist(results) if len(results) > 1 else results[0]
+    identities = identities or {}
+    result = worklist(results, identities) if len(results) > 1 else results[0]
+    who = identities.get(result.xray.sha256) if result.xray else None
     st.divider()
-    image_header(result, results)
+    image_header(result, results, who)
     if explain_why_not_scored(result):
         return
     probability_panel(result, choice)
     viewer(result)
-    review = review_form(result, choice)
+    pacs_views.priors_panel(result, who, choice)
+    review = review_form(result, choice, who)
     pacs_views.send_to_pacs(result, review)
-    report_download(result, choice, review)
+    report_download(result, choice, review, who)
     prepare_neighbours(results, result)
 
 
@@ -452,5 +498,5 @@ if not items:
     st.info("Upload one or more frontal chest radiographs to begin.")
     st.stop()
 results = resources.score_uploads(items, choice.threshold)
-reading_room(results, choice)
+reading_room(results, choice, pacs_views.film_identities(items))
 audit_trail()

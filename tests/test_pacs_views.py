@@ -66,3 +66,60 @@ def test_a_search_that_finds_nothing_says_so(monkeypatch, orthanc):
 def test_a_pacs_that_is_down_is_said_in_words(monkeypatch):
     at = search(run_view(monkeypatch, f"http://127.0.0.1:{free_port()}/dicom-web"), accession="X")
     assert any("cannot be reached" in e.value and "PNEUMONIA_PACS_URL" in e.value for e in at.error)
+
+
+# ------------------------------------------------------------------ a reading shift (issue 24)
+def review_page(monkeypatch, url: str) -> AppTest:
+    from pathlib import Path
+
+    monkeypatch.setenv("PNEUMONIA_PACS_URL", url)
+    monkeypatch.delenv("PNEUMONIA_PACS_CONFIG", raising=False)
+    page = Path(__file__).resolve().parent.parent / "pages" / "review.py"
+    at = AppTest.from_file(str(page), default_timeout=240).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_page_starts_on_todays_studies_and_opens_them_all_with_whose_film_it_is(monkeypatch, orthanc, samples):
+    """Today's studies listed at once with status, time, accession and patient; "select all" opens them
+    in one click; the worklist, the film's header, the read form and the priors say whose film it is;
+    the audit trail and the default CSV hold no identifier."""
+    from datetime import date, timedelta
+
+    from pneumonia.audit import AuditLog
+    from tests.pacs_studies import day_of_studies
+
+    day = date.today()
+    studies = day_of_studies(
+        samples, day.strftime("%Y%m%d"), 3, "TODAY", (day - timedelta(days=400)).strftime("%Y%m%d")
+    )
+    for study in studies:
+        load(orthanc, study)
+    at = review_page(monkeypatch, orthanc.dicomweb_url)
+    listed = at.dataframe[0].value
+    assert list(listed["Accession"]) == ["TODAY-001", "TODAY-002", "TODAY-003"]  # today's, by time; not the prior
+    assert list(listed["Status"]) == ["unread"] * 3 and listed["Patient"][0] == "Rivera, Mia"
+    assert at.checkbox(key="pacs_select_all").value
+    next(b for b in at.button if b.label == "Open the chosen studies").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    worklist = next(d.value for d in at.dataframe if "accession" in d.value.columns)
+    assert {"TODAY-001", "TODAY-002", "TODAY-003"} == set(worklist["accession"])
+    assert "Rivera, Mia" in set(worklist["patient"]) and worklist["study_time"].str.startswith(day.isoformat()).all()
+    header = " ".join(m.value for m in at.markdown)
+    assert "TODAY\\-00" in header  # the film's header line (Markdown-literal)
+    accession = next(t for t in at.text_input if t.label.startswith("Accession or study reference"))
+    assert accession.value.startswith("TODAY-00")
+    if accession.value == "TODAY-001":  # the first patient has a prior
+        assert any("Priors: 1 earlier chest study" in e.label for e in at.expander)
+    at.radio(key="pacs_order").set_value("AI probability").run()
+    assert not at.exception, [e.value for e in at.exception]
+    from pages.identity import TYPED_READER_KEY
+
+    at.text_input(key=TYPED_READER_KEY).input("Ada Reader").run()
+    form = next(r for r in at.radio if r.label == "Do you agree with the model?")
+    form.set_value("Agree")
+    next(b for b in at.button if b.label == "Save review").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    audit = AuditLog().to_csv()
+    audit = audit.decode() if isinstance(audit, bytes) else audit
+    assert "TODAY" not in audit and "Rivera" not in audit and len(AuditLog().recent(10)) == 1
