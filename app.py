@@ -28,4 +28,6 @@ pages = [
     st.Page("pages/performance.py", title="Model performance", icon=":material/monitoring:"),
     st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
 ]
+if identity.has_role(identity.Role.ADMIN):  # the page checks the role again itself
+    pages.append(st.Page("pages/monitoring.py", title="Monitoring", icon=":material/query_stats:"))
 st.navigation(pages).run()

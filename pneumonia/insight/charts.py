@@ -415,3 +415,32 @@ def subtype_roc_figure(y_bacterial: np.ndarray, p_bacterial: np.ndarray) -> tupl
         f"AUC {a:.3f}. The bacterial/viral labels come from the file names and are noisy (many pneumonias are "
         "mixed or undetermined); this is a secondary estimate and no basis for prescribing."
     )
+
+
+def drift_figure(d: dict) -> tuple[go.Figure, str]:
+    """The site's probabilities per tenth beside what the reference, mixed at the fitted prevalence, expects."""
+    labels = [f"{i * 10}-{(i + 1) * 10}%" for i in range(len(d["site"]))]
+    fig = go.Figure()
+    fig.add_bar(x=labels, y=d["site"], name="reads here", marker_color="#1f5fa8")
+    fig.add_bar(x=labels, y=d["expected"], name=f"{d['reference']} at {d['prevalence']:.0%}", marker_color="#bdbdbd")
+    fig.update_layout(
+        title="Probabilities of the reads against the reference",
+        xaxis_title="pneumonia probability",
+        yaxis_title="reads",
+        barmode="group",
+        height=360,
+    )
+    return fig, f"Population stability index {d['psi']:.2f} over {d['n']} reads."
+
+
+def weekly_reads_figure(weekly: pd.DataFrame) -> tuple[go.Figure, str]:
+    fig = go.Figure(go.Bar(x=weekly["week"], y=weekly["reads"], name="reads", marker_color="#1f5fa8"))
+    fig.update_layout(title="Reads per week", xaxis_title="week starting", yaxis_title="reads", height=320)
+    if weekly.empty:
+        return fig, "No reads in this period."
+    reads = int(weekly["reads"].sum())
+    agree = float(weekly["agree with the AI"].mul(weekly["reads"]).sum()) / reads
+    return fig, (
+        f"{reads} reads over {len(weekly)} weeks (at most {int(weekly['reads'].max())} in a week); readers agreed "
+        f"with the AI on {agree:.0%}."
+    )
