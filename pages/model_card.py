@@ -22,10 +22,10 @@ validation_views.subgroup_section(art)
 
 st.markdown("### What the heatmap means")
 for method, name in METHODS.items():
-    sentence = heatmap_sentence(method, hard_normals)
+    sentence = heatmap_sentence(method, hard_normals) if method != "gradcam++" else None  # = LayerCAM here
     if sentence:
-        same = " (the same maps as LayerCAM on this network)" if method == "gradcam++" else ""
-        st.markdown(f"- **{name}**{same}. {sentence}")
+        same = " and Grad-CAM++ (the same maps on this network)" if method == "layercam" else ""
+        st.markdown(f"- **{name}{same}, in plain words:** {sentence}")
 
 st.markdown("""
 ### Intended use

@@ -11,7 +11,7 @@ from pages.your_data import your_data_view
 from pneumonia.core.metrics import predictive_values_at_prevalence
 from pneumonia.insight import charts
 from pneumonia.insight.artifacts import Artifacts, comparison_table, heatmap_sentence, metrics_table, stress_sample
-from pneumonia.insight.external_test import expectation_words, wilson
+from pneumonia.insight.external_test import expectation_words, markdown_table, wilson
 from pneumonia.serving.explain import METHODS, overlay
 
 STRESS_WORDS = {
@@ -177,15 +177,7 @@ def beside_published(art: Artifacts, external: dict | None) -> None:
     shown = table[["source", "accuracy", "roc_auc", "sensitivity", "specificity", "split"]].copy()
     for column in ("accuracy", "roc_auc", "sensitivity", "specificity"):
         shown[column] = [f"{v:.3f}" if v is not None and v == v else "not published" for v in shown[column]]
-    st.dataframe(
-        shown,
-        hide_index=True,
-        column_config={
-            "source": st.column_config.TextColumn(width="medium"),
-            "roc_auc": st.column_config.TextColumn("ROC AUC"),
-            "split": st.column_config.TextColumn(width="medium"),
-        },
-    )
+    st.markdown(markdown_table(shown.rename(columns={"roc_auc": "ROC AUC"}).to_dict("records")))
     pending = "" if external is not None else " This version's held-out row is pending."
     st.caption(
         "The published figures are on the data set's own 624-image test split, like this model's held-out row; "

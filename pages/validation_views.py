@@ -24,9 +24,8 @@ REGULATORY = (
     "making every diagnosis."
 )
 PURPOSE = (
-    "Reads a child's frontal chest x-ray (ages 1-5) and gives the probability of pneumonia with a heatmap, "
-    "for a qualified reader who makes the diagnosis. Not for adults, lateral views, triage without a reader, "
-    "or prescribing."
+    "An aid for a qualified reader of children's frontal chest x-rays (ages 1-5): the probability of pneumonia "
+    "and a heatmap. Not for adults, lateral views, use without a reader, or prescribing."
 )
 
 VALIDATION_WORDS = (
@@ -176,9 +175,9 @@ def _prevalence(key: str) -> float:
 def held_out_table(found: HeldOut, art: Artifacts, prevalence: float) -> None:
     st.markdown(markdown_table(held_out_rows(found, art.metadata.operating_points, prevalence)))
     st.caption(
-        f"Sensitivity and specificity with Wilson 95% intervals and counts on the {found.n} held-out films; PPV "
-        "and NPV computed from them at the prevalence you set (range from their intervals). The last column is "
-        "the training pool's out-of-fold figures, optimistic beside these."
+        f"Wilson 95% intervals and counts on the {found.n} held-out films; PPV (with the range their intervals give) "
+        "and NPV computed from them at the prevalence you set. Last column: the training pool's out-of-fold "
+        "figures, optimistic beside these."
     )
 
 

@@ -100,8 +100,8 @@ def test_model_card_leads_with_the_held_out_figures_of_this_version(page_models,
     first = next(i for i, t in enumerate(text) if "44.6%" in t)
     # the board summary comes first: all three points with intervals, before any training-pool figure
     assert first <= 3, text[:4]
-    table = next(t for t in text if "| High sensitivity |" in t)
-    for row in ("| High sensitivity |", "| Balanced |", "| High specificity |"):
+    table = next(t for t in text if "| High sensitivity (" in t)
+    for row in ("| High sensitivity (21.9%) |", "| Balanced (64.8%) |", "| High specificity (94.3%) |"):
         assert row in table
     assert "99.2% (97.8-99.7%), 387 of 390" in table and "86.3% (81.3-90.1%), 202 of 234" in table
     assert "31.7%" in table and "57.3%" in table
@@ -127,7 +127,7 @@ def test_model_card_leads_with_the_held_out_figures_of_this_version(page_models,
         "ai\\-lead\\@elsewhere\\.example",
     ):
         assert needed.lower() in joined.lower(), needed
-    assert "54 hard normals measured are those of the 70" in joined  # no 70-against-54 contradiction
+    assert "the 54 of the 70 hard normals not used to train the lung outline" in joined  # no 70 against 54
     # every page's frame (drawn by app.py) names them too
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not app.exception, [e.value for e in app.exception]
@@ -146,9 +146,9 @@ def test_performance_page_leads_with_the_held_out_figures(page_models):
     assert "PPV (these films)" in [m.label for m in at.metric]
     ppv = next(m.value for m in at.metric if m.label == "PPV (these films)")
     assert "(" in ppv  # with its interval
-    tables = [d.value for d in at.dataframe if "source" in d.value.columns]
-    assert tables and "None" not in tables[0].to_string() and "not published" in tables[0].to_string()
-    assert tables[0]["source"].iloc[0] == "This model, held-out test split"
+    published = next(t for t in text if t.startswith("| source |"))
+    assert "None" not in published and "not published" in published
+    assert published.splitlines()[2].startswith("| This model, held-out test split |")  # held-out first
 
 
 def test_a_version_without_held_out_figures_says_so_at_the_top(page_models):

@@ -230,19 +230,17 @@ def heatmap_sentence(method: str, n_hard_normals: int, path: Path = HEATMAP_RESU
     s, n = sick[key], normal[key]
     ratio = s["mass_inside_mean"] / sick["fields_share_mean"]
     strength = "only a little more than chance" if ratio < 1.5 else "more than chance"
-    measured = f"measured on {s['films']:,} pneumonia and {n['films']:,} normal films"
-    if s["films"] < 100:
-        measured += ", a small sample"
+    measured = f"{s['films']:,} pneumonia and {n['films']:,} normal films" + (
+        ", a small sample" if s["films"] < 100 else ""
+    )
     if key in hard and 15 < hard[key]["films"] < n_hard_normals:
         measured += (
-            f"; the {hard[key]['films']} hard normals measured are those of the {n_hard_normals} not used to train "
-            "the lung outline"
+            f"; the {hard[key]['films']} of the {n_hard_normals} hard normals not used to train the lung outline"
         )
     return (
-        f"In plain words: on pneumonia films this map puts {s['mass_inside_mean']:.0%} of its weight on the lungs, "
-        f"which cover {sick['fields_share_mean']:.0%} of the film, {strength}, and on normal films its hottest "
-        f"point is at the film's outer edge (arm, armpit, chest wall) on {n['hotspot_at_edge_share']:.0%} of films: "
-        f"it shows what moved the score, not where the disease is ({measured})."
+        f"{s['mass_inside_mean']:.0%} of the map lies on the lungs, which cover {sick['fields_share_mean']:.0%} of the "
+        f"film ({strength}); on normal films its hottest point is at the film's outer edge (arm, armpit, chest wall) "
+        f"on {n['hotspot_at_edge_share']:.0%}. It shows what moved the score, not where the disease is ({measured})."
     )
 
 

@@ -213,15 +213,14 @@ def held_out_rows(found: HeldOut, operating_points: dict[str, dict], prevalence:
         pv = c.predictive_values(prevalence)
         rows.append(
             {
-                "operating point": point_name(name, operating_points),
-                "threshold": f"{c.threshold:.1%}",
+                "operating point (threshold)": f"{point_name(name, operating_points)} ({c.threshold:.1%})",
                 "pneumonia found (sensitivity)": percent_with_interval(c.sensitivity, *c.sensitivity_ci())
                 + f", {c.tp} of {c.tp + c.fn}",
                 "normals cleared (specificity)": percent_with_interval(c.specificity, *c.specificity_ci())
                 + f", {c.tn} of {c.tn + c.fp}",
-                f"PPV at {prevalence:.0%}": percent_with_interval(pv["ppv"], pv["ppv_low"], pv["ppv_high"]),
-                f"NPV at {prevalence:.0%}": percent_with_interval(pv["npv"], pv["npv_low"], pv["npv_high"]),
-                "training pool (sens. / spec.)": _training_pool(name, operating_points),
+                f"PPV / NPV at {prevalence:.0%}": percent_with_interval(pv["ppv"], pv["ppv_low"], pv["ppv_high"])
+                + f" / {pv['npv']:.1%}",
+                "on the training pool (sens. / spec.)": _training_pool(name, operating_points),
             }
         )
     return rows
