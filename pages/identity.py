@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import streamlit as st
@@ -29,6 +30,7 @@ from pneumonia.core.literal import markdown_literal
 
 READERS_ENV = "PNEUMONIA_READERS"  # comma-separated e-mail addresses or subjects allowed to record reads
 ADMINS_ENV = "PNEUMONIA_ADMINS"  # comma-separated e-mail addresses or subjects of the site administrators
+SERVER_FOLDERS_ENV = "PNEUMONIA_SERVER_FOLDERS"  # folders ("Your data") may be scored from, separated by ":"
 DEFAULT_GROUP_CLAIM = "groups"  # Entra ID: "groups" or "roles"; Keycloak and Okta: a "groups" mapper
 DEFAULT_SIGN_IN_HOURS = 12.0  # one shift: after that the reader signs in again
 TYPED_READER_KEY = "reader"  # session state: the typed name, on a server without sign-in
@@ -202,6 +204,38 @@ def require_role(role: Role, action: str) -> str:
         f"{markdown_literal(who)} may not {action}: that needs the {role.value} role on this server. "
         "Ask the administrator if you need it."
     )
+
+
+def server_folder_roots(settings: Mapping | None = None, environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The folders under which "Your data" may score a folder on this server: ``$PNEUMONIA_SERVER_FOLDERS``
+    (separated by ``:``) and ``[pneumonia] server_folders``; none by default."""
+    settings = _settings() if settings is None else settings
+    environ = os.environ if environ is None else environ
+    named = [t for t in str(environ.get(SERVER_FOLDERS_ENV, "")).split(os.pathsep) if t.strip()]
+    listed = settings.get("server_folders") or []
+    named += [listed] if isinstance(listed, str) else list(listed)
+    return [Path(t.strip()).resolve() for t in named]
+
+
+def server_folder(text: str, roots: list[Path]) -> tuple[Path | None, str]:
+    """The folder to score and "", or None and why not. Outside every root, a missing folder and an empty
+    one get the same answer, so the answer never tells whether a path exists."""
+    if not roots:
+        return None, "Scoring a folder on this server is switched off here (no folders are configured for it)."
+    outside = (
+        "That folder is not one this server lets the app read. Folders under "
+        + ", ".join(str(r) for r in roots)
+        + " can be scored."
+    )
+    try:
+        folder = Path(text.strip()).expanduser().resolve()  # symbolic links and ".." followed before the check
+    except (OSError, RuntimeError, ValueError):
+        return None, outside
+    if not text.strip() or not any(folder.is_relative_to(root) for root in roots):
+        return None, outside
+    if not folder.is_dir():
+        return None, f"There is no folder {folder} (it is under an allowed folder, so you may see this)."
+    return folder, ""
 
 
 def sign_out() -> None:

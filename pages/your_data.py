@@ -4,12 +4,16 @@ again, PPV/NPV at its prevalence, the validation report, and saving a site opera
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 
-from pages import resources, widgets
+from pages import identity, resources, widgets
+from pages.identity import Role
+from pneumonia.audit import AuditUnavailable
+from pneumonia.core.literal import markdown_literal
 from pneumonia.insight import site_report
 from pneumonia.insight.external_test import held_out
 from pneumonia.insight.site_validation import SiteValidation, read_results, validate
@@ -81,8 +85,14 @@ def load_results() -> bytes | None:
         key="site_folder",
     )
     if st.button("Score this folder", key="site_run") and folder:
+        # asked when it acts: the role, then a folder under the roots the server's configuration names
+        refused = identity.require_role(Role.ADMIN, "score a folder on this server")
+        allowed, why = (None, refused) if refused else identity.server_folder(folder, identity.server_folder_roots())
+        if allowed is None:
+            st.error(why)
+            return st.session_state.get(_RESULTS)
         try:
-            st.session_state[_RESULTS] = score_folder(folder)
+            st.session_state[_RESULTS] = score_folder(str(allowed))
         except (TooManyFiles, ValueError, OSError) as err:
             st.error(str(err))
     return st.session_state.get(_RESULTS)
@@ -147,7 +157,10 @@ def save_site_point(sv: SiteValidation) -> None:
         name = st.text_input("Name, e.g. 'Our ED, high sensitivity'", key="site_point_name")
         if st.form_submit_button("Save site operating point"):
             row = rows[base]
+            refused = identity.require_role(Role.ADMIN, "save a site operating point")  # asked when it acts
             try:
+                if refused:
+                    raise ValueError(refused)
                 site_points.save_site_point(
                     name,
                     float(row["threshold"]),
@@ -156,13 +169,50 @@ def save_site_point(sv: SiteValidation) -> None:
                     specificity=float(row["specificity"]),
                     n_pneumonia=sv.counts["pneumonia"],
                     n_normal=sv.counts["normal"],
+                    provenance=provenance(sv.counts["files"]),
+                    audit=resources.audit_log(),
                 )
-            except ValueError as err:
+            except (ValueError, AuditUnavailable) as err:
                 st.error(str(err))
             else:
                 st.success(
-                    f"Saved 'Site: {name.strip()}' (threshold {row['threshold']:.3f}); the review page offers it."
+                    f"Saved 'Site: {markdown_literal(name.strip())}' (threshold {row['threshold']:.3f}); "
+                    "the review page offers it."
                 )
+    retire_site_points(sv.model_version)
+
+
+def provenance(rows: int) -> site_points.Provenance:
+    """Who is saving or retiring now, and from which results (their SHA-256 and row count)."""
+    who = identity.current_reader()
+    sha = st.session_state.get("site_results_sha256", site_points.UNKNOWN_RESULTS)
+    return site_points.Provenance(who.name or "unknown", who.subject, who.verified, sha, int(rows))
+
+
+def retire_site_points(model_version: str) -> None:
+    """The site points offered for this model, with who saved them; an administrator retires one here."""
+    offered = [p for p in site_points.saved_points(model_version) if not p.get("retired")]
+    if not offered or not identity.has_role(Role.ADMIN):
+        return
+    with st.expander("Site operating points offered now (retire one)"):
+        for point in offered:
+            by = point.get("saved_by", {}).get("name", "unknown")
+            st.markdown(
+                f"**{markdown_literal(point['name'])}**: threshold {point['threshold']:.3f}, saved by "
+                f"{markdown_literal(by)} on {point.get('created', '?')[:10]}"
+            )
+            if st.button("Retire", key=f"retire_{point['key']}"):
+                refused = identity.require_role(Role.ADMIN, "retire a site operating point")  # asked when it acts
+                try:
+                    if refused:
+                        raise ValueError(refused)
+                    site_points.retire_site_point(
+                        point["key"], model_version=model_version, provenance=provenance(0), audit=resources.audit_log()
+                    )
+                except (ValueError, AuditUnavailable) as err:
+                    st.error(str(err))
+                else:
+                    st.rerun()
 
 
 def guided_validation() -> None:
@@ -200,6 +250,7 @@ def your_data_view() -> None:
     except (ValueError, OSError) as err:
         st.error(f"This file cannot be read as results: {err}")
         return
+    st.session_state["site_results_sha256"] = hashlib.sha256(data).hexdigest()  # the provenance of a saved point
     site_figures(sv)
 
 
@@ -210,7 +261,8 @@ def site_figures(sv: SiteValidation) -> None:
         "Pneumonia prevalence in your population (for PPV and NPV)",
         0.01,
         0.99,
-        float(round(sv.prevalence, 2)) if sv.prevalence == sv.prevalence else 0.3,
+        # one labelled film, or one class only: the site's prevalence is 0 or 1, outside the field's range
+        min(max(float(round(sv.prevalence, 2)), 0.01), 0.99) if sv.prevalence == sv.prevalence else 0.3,
         0.01,
         key="site_prevalence",
     )

@@ -163,6 +163,7 @@ def test_your_data_view_scores_a_folder_and_saves_a_site_point(samples, tmp_path
     for p in samples:
         (folder / p.name.split("_")[0]).mkdir(parents=True, exist_ok=True)
         shutil.copy(p, folder / p.name.split("_")[0] / p.name)
+    monkeypatch.setenv("PNEUMONIA_SERVER_FOLDERS", str(tmp_path))  # folders are scored only under a named root
     at = AppTest.from_file(str(PAGES / "performance.py"), default_timeout=180).run()
     at.radio(key="performance_view").set_value("Your data").run()
     at.radio(key="site_source").set_value("Score a folder on this server").run()
