@@ -186,7 +186,9 @@ def beside_published(art: Artifacts, external: dict | None) -> None:
 
 
 st.title("Model performance")
-view = st.radio("Show", ["Shipped model", "Your data"], horizontal=True, key="performance_view")
+view = st.radio(
+    "Show", ["Shipped model", "Your data"], horizontal=True, key="performance_view", label_visibility="collapsed"
+)
 if view == "Your data":
     your_data_view()
     st.stop()

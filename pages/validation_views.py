@@ -185,7 +185,10 @@ def board_summary(art: Artifacts, key: str) -> None:
     """One screen for a governance board: purpose, held-out figures at every operating point with
     intervals, PPV/NPV at a prevalence the reader sets, where the films come from, regulatory status."""
     meta, found = art.metadata, evidence(art)
-    st.markdown(f"**Model {meta.version}** (released {meta.created[:10]}). {PURPOSE}")
+    st.markdown(
+        f"**Model {meta.version}** (released {meta.created[:10]}). {PURPOSE} **A research tool, not a cleared "
+        "medical device.**"
+    )
     if found is None or not found.points:
         pending_summary(art, key)
     else:
