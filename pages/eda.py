@@ -49,8 +49,8 @@ st.title("The data set")
 st.markdown(
     "Pediatric chest radiographs (children aged 1-5) from Guangzhou Women and Children's Medical Center, "
     "published by Kermany et al., *Cell* 2018 (CC BY 4.0). The figures below are computed by "
-    "`python -m pneumonia.eda` from the copy of the data used here; the official 624-image test split is "
-    "not part of it."
+    "`python -m pneumonia.eda` from the copy of the data used here (the training pool); the data set's own "
+    "624-image held-out test split (the same hospital, other children) is not part of it."
 )
 summary_charts(*resources.data_set_summary())
 samples = resources.sample_files()
