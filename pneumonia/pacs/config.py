@@ -8,10 +8,16 @@ Environment: ``PNEUMONIA_PACS_URL`` (the DICOMweb root, e.g. ``http://pacs:8042/
 ``PNEUMONIA_PACS_CONFIG`` names a TOML file with the same keys in lower case without the prefix
 (``url``, ``user``, ``password``, ``token``, ``ca_bundle``, ``timeout``, ``retries``); the
 environment wins over the file. Passwords and tokens never appear in a message or a log line.
+
+The DICOM node (``python -m pneumonia.listen``) answers only its own AE title, and, when these are set,
+only the calling AE titles in ``PNEUMONIA_NODE_CALLING_AES`` (comma-separated, e.g. ``CR-ROOM-1,DX-ED``)
+and the addresses in ``PNEUMONIA_NODE_ADDRESSES`` (comma-separated addresses or networks, e.g.
+``10.1.20.0/24,10.1.30.7``); see :func:`node_access`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -122,3 +128,52 @@ def load_config(env: Mapping[str, str] | None = None, url: str | None = None) ->
 
 def with_url(config: PacsConfig, url: str) -> PacsConfig:
     return replace(config, url=url.rstrip("/"))
+
+
+NODE_CALLERS_ENV = "PNEUMONIA_NODE_CALLING_AES"
+NODE_ADDRESSES_ENV = "PNEUMONIA_NODE_ADDRESSES"
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """Who may send to the DICOM node. Empty: any calling AE title, any address (the called AE title must
+    always be the node's own)."""
+
+    calling_aes: frozenset[str] = frozenset()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def refusal(self, calling_ae: str, address: str) -> str:
+        """Why a caller is refused, in words ("" when it may send)."""
+        if self.calling_aes and calling_ae.strip() not in self.calling_aes:
+            return f"the calling AE title {printable(calling_ae)!r} is not on the node's list of senders"
+        if self.networks:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                return "the caller's address cannot be read"
+            if not any(ip in network for network in self.networks):
+                return f"the address {address} is not on the node's list of senders"
+        return ""
+
+
+def printable(text: str, limit: int = 16) -> str:
+    """A sender's AE title as a log line may show it: printable ASCII only, at most ``limit`` characters."""
+    return "".join(c if " " <= c <= "~" else "?" for c in str(text)[:limit]).strip()
+
+
+def node_access(env: Mapping[str, str] | None = None) -> NodeAccess:
+    """The node's senders from ``PNEUMONIA_NODE_CALLING_AES`` and ``PNEUMONIA_NODE_ADDRESSES``."""
+    env = os.environ if env is None else env
+    callers = frozenset(t.strip() for t in env.get(NODE_CALLERS_ENV, "").split(",") if t.strip())
+    too_long = sorted(c for c in callers if len(c) > 16)
+    if too_long:
+        raise PacsConfigError(f"{NODE_CALLERS_ENV}: an AE title has at most 16 characters ({', '.join(too_long)}).")
+    networks = []
+    for text in (t.strip() for t in env.get(NODE_ADDRESSES_ENV, "").split(",") if t.strip()):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise PacsConfigError(
+                f"{NODE_ADDRESSES_ENV}: {text!r} is not an address or a network (e.g. 10.1.20.0/24)."
+            ) from None
+    return NodeAccess(callers, tuple(networks))

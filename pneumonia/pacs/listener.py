@@ -6,6 +6,13 @@ not a chest radiograph (CR/DX) is acknowledged and left alone; a refused or dama
 saying why where it can be referenced, and is logged in words; nothing stops the listener. An
 instance that arrives again is not scored or sent twice. No image is kept after it is scored, and the
 log names an instance only by a short hash of its UID, never by a patient identifier.
+
+The node answers only its own AE title and, when :class:`~pneumonia.pacs.config.NodeAccess` lists them,
+only those calling AE titles and addresses: any other association is refused before an object can
+arrive, and the refusal is logged in words. The DICOM libraries' own log lines (pydicom, pynetdicom,
+highdicom, and Python warnings, which quote UIDs and tag values as a sender wrote them) are withheld
+from the log: their debug and info lines are dropped, and a warning or error keeps only its level and
+which library said it.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 
 import pydicom
 
-from pneumonia.pacs.config import PacsError
+from pneumonia.pacs.config import NodeAccess, PacsError, node_access, printable
 from pneumonia.pacs.dicomweb import PacsClient, is_chest_radiograph
 from pneumonia.pacs.results import Finding, result_uids
 from pneumonia.pacs.scoring import InstanceScorer, read_header
@@ -28,6 +35,36 @@ LOG = logging.getLogger("pneumonia.listen")
 QUEUE_SIZE = 32  # arrivals waiting to be scored (a full queue slows the sender down)
 REMEMBERED = 100_000  # instance UIDs remembered as done
 SUCCESS = 0x0000
+THIRD_PARTY_LOGGERS = ("pynetdicom", "pydicom", "highdicom", "dicomweb_client", "py.warnings")
+REJECT_PERMANENT, BY_SERVICE_USER = 0x01, 0x01
+CALLING_AE_NOT_RECOGNISED, CALLED_AE_NOT_RECOGNISED, NO_REASON = 0x03, 0x07, 0x01
+
+
+class WithholdSenderText(logging.Filter):
+    """On the DICOM libraries' loggers: drop debug and info lines, and reduce a warning or error to its
+    level and library, so no UID or tag value a sender wrote reaches the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        library = record.name.split(".")[0]
+        record.msg = (
+            f"{library} reported a {record.levelname.lower()} (details withheld: they may quote what a sender sent)."
+        )
+        record.args = ()
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def withhold_third_party_details() -> None:
+    """Put :class:`WithholdSenderText` on every logger of the DICOM libraries (and on Python warnings,
+    which are routed to the log so that pydicom's value warnings are filtered too)."""
+    logging.captureWarnings(True)
+    for name in list(logging.root.manager.loggerDict) + list(THIRD_PARTY_LOGGERS):
+        if name.split(".")[0] in {n.split(".")[0] for n in THIRD_PARTY_LOGGERS} or name == "py.warnings":
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, WithholdSenderText) for f in logger.filters):
+                logger.addFilter(WithholdSenderText())
 
 
 def short_id(sop_uid: str) -> str:
@@ -111,9 +148,11 @@ class ChestListener:
         ae_title: str = "PNEUMONIA",
         host: str = "127.0.0.1",
         port: int = 11112,
+        access: NodeAccess | None = None,
     ):
         self.scorer, self.destination = scorer, destination
         self.ae_title, self.host, self.port = ae_title, host, port
+        self.access = node_access() if access is None else access
         self.stats: Counter = Counter()
         self._queue: queue.Queue = queue.Queue(QUEUE_SIZE)
         self._done: dict[str, None] = {}  # insertion-ordered: the oldest are forgotten first
@@ -124,13 +163,14 @@ class ChestListener:
         from pynetdicom import AE, StoragePresentationContexts, evt
         from pynetdicom.sop_class import Verification
 
+        withhold_third_party_details()
         ae = AE(ae_title=self.ae_title)
         ae.supported_contexts = StoragePresentationContexts
         ae.add_supported_context(Verification)
+        ae.require_called_aet = True  # pynetdicom refuses another called AE too (checked first below)
         self._worker.start()
-        self._server = ae.start_server(
-            (self.host, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
-        )
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REQUESTED, self._on_association)]
+        self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         LOG.info("Listening as %s on %s:%d; results go to %s.", self.ae_title, self.host, self.port, self.destination)
 
     def stop(self) -> None:
@@ -140,6 +180,25 @@ class ChestListener:
         if self._worker.is_alive():
             self._queue.put(None)
             self._worker.join(timeout=60)
+
+    def _on_association(self, event) -> None:
+        """Refuse, before any object arrives, a caller that names another AE title or is not listed."""
+        request = event.assoc.requestor.primitive
+        calling, called = str(request.calling_ae_title).strip(), str(request.called_ae_title).strip()
+        address = str(event.assoc.requestor.address)
+        if called != self.ae_title:
+            why, reason = (
+                f"it asked for the AE title {printable(called)!r}, not {self.ae_title!r}",
+                CALLED_AE_NOT_RECOGNISED,
+            )
+        else:
+            listed = not self.access.calling_aes or calling in self.access.calling_aes
+            why, reason = self.access.refusal(calling, address), NO_REASON if listed else CALLING_AE_NOT_RECOGNISED
+        if not why:
+            return
+        self.stats["refused_association"] += 1
+        LOG.warning("Refused an association from %s at %s: %s.", printable(calling), address, why)
+        event.assoc.acse.send_reject(REJECT_PERMANENT, BY_SERVICE_USER, reason)
 
     def _on_store(self, event) -> int:
         """Accept at once; the worker scores. The object is kept as bytes only until it is scored."""
