@@ -235,8 +235,11 @@ def _findings(pdf: FPDF, result: ImageResult, choice: ThresholdChoice, title: st
 
 
 def _latin1(text: str) -> str:
-    """Text in the PDF's core font (Latin-1): other characters become '?'."""
-    return text.encode("latin-1", "replace").decode("latin-1")
+    """Text in the PDF's core font (Latin-1), on one line (no tab, CR or LF): other characters become '?'.
+    fpdf2 draws it as it is (no Markdown or HTML: ``markdown`` stays off)."""
+    from pneumonia.core.literal import plain_text
+
+    return plain_text(text).encode("latin-1", "replace").decode("latin-1")
 
 
 def _study_section(pdf: FPDF, identity: dict[str, str] | None) -> None:

@@ -116,7 +116,11 @@ def result_uids(source_sop: str, study: str, finding: Finding) -> dict[str, str]
 def _text(name: Code, value: str):
     import highdicom as hd
 
-    return hd.sr.TextContentItem(name=name, value=value[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+    from pneumonia.core.literal import plain_text  # a reader's text on one line: no tab, CR or LF
+
+    return hd.sr.TextContentItem(
+        name=name, value=plain_text(value)[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
 
 
 def person_name(text: str) -> str:
