@@ -182,6 +182,7 @@ def test_your_data_view_scores_a_folder_and_saves_a_site_point(samples, tmp_path
     small = [w.value for w in at.warning if w.value.startswith("Small sample")]
     assert len(small) >= 4, [w.value for w in at.warning]
     assert all("Small sample" in c.value for c in at.caption if "AUC" in c.value or "calibration error" in c.value)
+    assert all("(" in cell for cell in at.dataframe[0].value["PPV"])  # PPV 100.0% never without its range
     reference = at.dataframe[0].value.columns
     assert any(
         c.startswith("held-out test split") or c.startswith("training pool (held-out pending)") for c in reference

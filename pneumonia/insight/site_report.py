@@ -148,7 +148,11 @@ def point_table(df: pd.DataFrame, shipped: bool, reference_name: str = "training
     for key in ("sensitivity", "specificity"):
         ci = df[f"{key} 95% CI"]
         out[f"your {key}"] = [f"{pct(v)} ({pct(c[0])}-{pct(c[1])})" for v, c in zip(df[key], ci)]
-    out["PPV"], out["NPV"] = df["PPV"].map(pct), df["NPV"].map(pct)
+    for key in ("PPV", "NPV"):
+        if f"{key} 95% CI" in df:
+            out[key] = [f"{pct(v)} ({pct(c[0])}-{pct(c[1])})" for v, c in zip(df[key], df[f"{key} 95% CI"])]
+        else:
+            out[key] = df[key].map(pct)
     return out
 
 

@@ -276,17 +276,25 @@ def _point_row(data: Labelled, resamples: Resamples, name: str, threshold: float
     r = rates(*confusion(data.y, data.p, threshold))
     ci = resampled_ci(resamples, threshold, ("sensitivity", "specificity"))
     counts = wilson_counts(threshold, data.y, data.p)
-    ppv, npv = predictive_values_at_prevalence(r["sensitivity"], r["specificity"], prevalence)
-    return {
+    row = {
         "operating point": name,
         "threshold": threshold,
         "sensitivity": r["sensitivity"],
         "sensitivity 95% CI": widened(ci["sensitivity"], counts["sensitivity"]),
         "specificity": r["specificity"],
         "specificity 95% CI": widened(ci["specificity"], counts["specificity"]),
-        "PPV": ppv,
-        "NPV": npv,
     }
+    return row | predictive_values(row, prevalence)
+
+
+def predictive_values(row: dict, prevalence: float) -> dict:
+    """PPV and NPV at ``prevalence`` with the range the sensitivity's and specificity's intervals give (both
+    rise with each): zero false positives among a few films gives PPV 100% only with its wide range."""
+    ppv, npv = predictive_values_at_prevalence(row["sensitivity"], row["specificity"], prevalence)
+    (se_lo, se_hi), (sp_lo, sp_hi) = row["sensitivity 95% CI"], row["specificity 95% CI"]
+    low = predictive_values_at_prevalence(se_lo, sp_lo, prevalence)
+    high = predictive_values_at_prevalence(se_hi, sp_hi, prevalence)
+    return {"PPV": ppv, "PPV 95% CI": [low[0], high[0]], "NPV": npv, "NPV 95% CI": [low[1], high[1]]}
 
 
 def shipped_points_on_site(
@@ -325,10 +333,9 @@ def with_prevalence(table: pd.DataFrame | None, prevalence: float) -> pd.DataFra
     if table is None:
         return None
     out = table.copy()
-    values = [
-        predictive_values_at_prevalence(se, sp, prevalence) for se, sp in zip(out["sensitivity"], out["specificity"])
-    ]
-    out["PPV"], out["NPV"] = [v[0] for v in values], [v[1] for v in values]
+    values = [predictive_values(row, prevalence) for row in out.to_dict("records")]
+    for key in ("PPV", "PPV 95% CI", "NPV", "NPV 95% CI"):
+        out[key] = [v[key] for v in values]
     return out
 
 
