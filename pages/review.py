@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from pages import film_stepper, identity, lung_outline, pacs_views, reads, resources, widgets
+from pages.identity import Role
 from pneumonia.audit import AuditUnavailable
 from pneumonia.core.decode import dicom_context
-from pneumonia.core.literal import markdown_literal
+from pneumonia.core.literal import csv_safe_frame, markdown_literal
 from pneumonia.core.operating_points import CUSTOM, ThresholdChoice, resolve_threshold
 from pneumonia.insight import report
 from pneumonia.pacs.identity import FilmIdentity
@@ -204,12 +206,12 @@ def export_worklist(results: list[ImageResult], reviewed: set[str], identities: 
 
 
 def image_header(result: ImageResult, results: list[ImageResult], who: FilmIdentity | None = None) -> None:
-    st.subheader(result.name)
+    st.subheader(markdown_literal(result.name))  # a file name is shown as written: no Markdown image or link
     if who is not None:  # whose film this is, as the reader's PACS viewer shows it (screen only)
         st.markdown(f"**{markdown_literal(who.header_line())}**")
     context = dicom_context(result.xray.metadata) if result.xray and result.xray.source_format == "DICOM" else {}
     if context:
-        st.caption("DICOM: " + " · ".join(f"{k} {v}" for k, v in context.items()))
+        st.caption("DICOM: " + markdown_literal(" · ".join(f"{k} {v}" for k, v in context.items())))
     same = report.duplicates(results).get(results.index(result) + 1) if result in results else None
     if same:
         st.warning(f"Duplicate: the same pixels were uploaded as item(s) {', '.join(map(str, same))}.")
@@ -220,7 +222,7 @@ def image_header(result: ImageResult, results: list[ImageResult], who: FilmIdent
 def explain_why_not_scored(result: ImageResult) -> bool:
     """Say why a file was not read or not scored; True when there is nothing more to show."""
     if result.error:
-        st.error(f"Cannot read **{result.name}**: {result.error}")
+        st.error(f"Cannot read **{markdown_literal(result.name)}**: {markdown_literal(result.error)}")
         return True
     if not result.scored:
         st.warning("**Not scored.** " + " ".join(result.gate.reasons))
@@ -391,7 +393,8 @@ def review_form(
                 st.rerun()  # so the worklist's "reviewed" column shows it at once
     if saved is not None:
         when = " in an earlier session (from the audit trail)" if earlier else ""
-        st.success(f"Review saved by {saved.reader}{when}: {'agrees' if saved.agrees else 'disagrees'} with the model.")
+        verdict = "agrees" if saved.agrees else "disagrees"
+        st.success(f"Review saved by {markdown_literal(saved.reader)}{when}: {verdict} with the model.")
     return saved
 
 
@@ -448,25 +451,46 @@ def report_download(
     )
     st.download_button(
         "Download report (PDF)",
-        pdf,
+        lambda: pdf,  # deferred: held by the server only from this session's click to its browser's download
         file_name=f"review-{result.xray.sha256[:12]}.pdf",
         mime="application/pdf",
         on_click="ignore",
     )
 
 
+def audit_rows(log, whole: bool, limit: int, me: identity.Reader) -> pd.DataFrame:
+    """The newest audit rows: all of them for a site administrator, else only this reader's own."""
+    rows = log.recent(limit if whole else 100_000)
+    if not whole:
+        rows = rows[rows["reader_id"] == me.subject] if me.subject else rows[rows["reader"] == me.name]
+    return rows.head(limit).copy()
+
+
+def audit_csv(log, whole: bool, me: identity.Reader) -> bytes:
+    """The CSV the button downloads, made when clicked; no cell can start a spreadsheet formula."""
+    return csv_safe_frame(audit_rows(log, whole, 100_000, me)).to_csv(index=False).encode()
+
+
 def audit_trail() -> None:
-    with st.expander("Audit trail (recent reviews)"):
+    """Readers see their own reviews, site administrators the whole trail, viewers nothing (roles checked
+    in the run that draws it: the CSV button exists only in a session that has the role)."""
+    roles = identity.current_roles()
+    if not roles & {Role.READER, Role.ADMIN}:
+        return
+    whole = Role.ADMIN in roles
+    with st.expander("Audit trail (recent reviews)" if whole else "Your recent reviews (audit trail)"):
+        me = identity.current_reader()
         try:
             log = resources.audit_log()
-            recent, csv = log.recent(50), log.to_csv()
+            recent = audit_rows(log, whole, 50, me)
         except AuditUnavailable as err:  # the database is down: say so instead of a traceback
             st.error(str(err))
             return
         recent["time"] = recent["time"].str.replace("T", " ").str[:16]  # stored in UTC, to the second
         recent["probability"] = recent["probability"].map(report.probability_percent)  # as the worklist shows it
         st.dataframe(recent, hide_index=True, column_config=widgets.AUDIT_COLUMNS, column_order=widgets.AUDIT_ORDER)
-        st.download_button("Download audit trail CSV", csv, "audit.csv", "text/csv")
+        csv = lambda: audit_csv(log, whole, me)  # noqa: E731 - deferred: made by this session's click only
+        st.download_button("Download audit trail CSV", csv, "audit.csv", "text/csv", on_click="ignore")
 
 
 @st.fragment
