@@ -88,10 +88,14 @@ def threshold_explorer(y: np.ndarray, p: np.ndarray, default_threshold: float) -
     with c1:
         st.plotly_chart(fig, width="stretch")
     with c2:
-        st.metric("Sensitivity", _with_interval(r["tp"], r["tp"] + r["fn"]))
-        st.metric("Specificity", _with_interval(r["tn"], r["tn"] + r["fp"]))
-        st.metric("PPV (these films)", _with_interval(r["tp"], r["tp"] + r["fp"]))
-        st.metric("NPV (these films)", _with_interval(r["tn"], r["tn"] + r["fn"]))
+        for label, k, n in (
+            ("Sensitivity", r["tp"], r["tp"] + r["fn"]),
+            ("Specificity", r["tn"], r["tn"] + r["fp"]),
+            ("PPV (these films)", r["tp"], r["tp"] + r["fp"]),
+            ("NPV (these films)", r["tn"], r["tn"] + r["fn"]),
+        ):
+            st.metric(label, f"{k / n:.1%}" if n else "no films")
+            st.caption(_interval_words(k, n))
         st.metric(f"PPV / NPV at {prevalence:.0%} prevalence", f"{ppv_at:.1%} / {npv_at:.1%}")
     n = r["fn"] + r["tp"] + r["fp"] + r["tn"]
     share = (r["tp"] + r["fn"]) / max(n, 1)
@@ -104,11 +108,11 @@ def threshold_explorer(y: np.ndarray, p: np.ndarray, default_threshold: float) -
     )
 
 
-def _with_interval(k: int, n: int) -> str:
+def _interval_words(k: int, n: int) -> str:
     if n == 0:
-        return "no films"
+        return "no films at this threshold"
     lo, hi = wilson(k, n)
-    return f"{k / n:.1%} ({lo * 100:.1f}-{hi * 100:.1f}%)"
+    return f"95% CI {lo * 100:.1f}-{hi * 100:.1f}% ({k:,} of {n:,}, Wilson)"
 
 
 def curves_and_calibration(art: Artifacts, y: np.ndarray, p: np.ndarray) -> None:

@@ -133,7 +133,7 @@ def test_performance_page_threshold_moves_the_confusion_matrix():
     low = (_metric(at, "Sensitivity").split(" (")[0], _metric(at, "Specificity").split(" (")[0])
     # the training pool's figures at the default point, exactly
     assert low == (f"{default['validation_sensitivity']:.1%}", f"{default['validation_specificity']:.1%}")
-    assert "(" in _metric(at, "Sensitivity")  # with its Wilson interval
+    assert any(c.value.startswith("95% CI") for c in at.caption)  # each rate with its Wilson interval
     at.slider(key="threshold").set_value(99.0).run()
     high = (_metric(at, "Sensitivity").split(" (")[0], _metric(at, "Specificity").split(" (")[0])
     assert low != high

@@ -363,7 +363,7 @@ FRAME_WORDS = {
 
 
 def reframing_figure(reframed: dict) -> tuple[go.Figure, str]:
-    """Sensitivity, specificity and hard-normal specificity when the same held-out films are re-framed."""
+    """Sensitivity, specificity and hard-normal specificity when the same out-of-fold films are re-framed."""
     rows = []
     for frame, m in reframed.items():
         words = FRAME_WORDS.get(frame, frame)
@@ -380,7 +380,7 @@ def reframing_figure(reframed: dict) -> tuple[go.Figure, str]:
         pd.DataFrame(rows), y="framing", x="value", color="measure", barmode="group", orientation="h", range_x=[0, 1.02]
     )
     fig.update_layout(
-        title="The same held-out films, re-framed",
+        title="The same out-of-fold films (training pool), re-framed",
         height=440,
         xaxis_title="",
         yaxis_title="",
