@@ -48,6 +48,9 @@ def scored_results() -> pd.DataFrame | None:
 
 
 def show(m: monitoring.Monitoring) -> None:
+    if m.weekly.empty:
+        st.info(f"No reads recorded from {m.first_day} to {m.last_day}.")
+        return
     widgets.chart_with_answer(charts.weekly_reads_figure(m.weekly))
     st.markdown("**Reader agreement with the AI, by its result** (this model version):")
     rows = [
@@ -66,7 +69,8 @@ def show(m: monitoring.Monitoring) -> None:
         st.caption("Upload the period's results files above for the share the input check refused.")
     words = monitoring.drift_words(m.drift)
     {"alert": st.error, "watch": st.warning, "stable": st.success}.get(m.drift["state"], st.info)(words)
-    widgets.chart_with_answer(charts.drift_figure(m.drift))
+    if m.drift["n"]:
+        widgets.chart_with_answer(charts.drift_figure(m.drift))
 
 
 st.title("Monitoring after go-live")

@@ -166,7 +166,7 @@ def failure_gallery(failures: dict, n_hard_normals: int) -> None:
             st.image(
                 overlay(pixels, heat.cam, 0.0 if heat.flat else 0.4),
                 width="stretch",
-                caption=f"{failures['kind'][i]}: p={failures['probability'][i]:.2f} ({failures['files'][i]})",
+                caption=f"{failures['kind'][i]}: probability {failures['probability'][i]:.1%} ({failures['files'][i]})",
             )
     st.caption(
         "False positives are normal images the model scored highest; false negatives are pneumonia images it "

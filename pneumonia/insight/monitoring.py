@@ -135,6 +135,11 @@ def drift(probabilities: np.ndarray, reference: tuple[np.ndarray, np.ndarray], r
 
 
 def drift_words(d: dict) -> str:
+    if d["state"] == "too few":
+        return (
+            f"{d['n']} reads of this model version in this period: fewer than {MIN_READS_FOR_DRIFT}, too few to "
+            "judge drift."
+        )
     base = (
         f"{d['n']} reads of this model version against the {d['reference']}, mixed at {d['prevalence']:.0%} "
         f"pneumonia (the mix that fits these reads best): population stability index {d['psi']:.2f}"
@@ -142,7 +147,6 @@ def drift_words(d: dict) -> str:
     return (
         base
         + {
-            "too few": f"; fewer than {MIN_READS_FOR_DRIFT} reads, too few to judge.",
             "stable": f" (below {PSI_WATCH}): no sign of drift.",
             "watch": f" (between {PSI_WATCH} and {PSI_ALERT}): a moderate shift; watch the next weeks.",
             "alert": f" (at or above {PSI_ALERT}): DRIFT ALERT. The probabilities no longer look like the held-out "
