@@ -8,7 +8,7 @@ characters become spaces, so the text stays on its line.
 
 ``csv_cell`` and ``csv_safe_frame`` neutralise spreadsheet formulas (CSV injection, OWASP): a text cell
 that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading apostrophe, so a
-spreadsheet shows it as text instead of running it.
+spreadsheet shows it as text instead of running it; control characters inside become spaces.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ def markdown_literal(text: Any) -> str:
 
 
 def csv_cell(value: Any) -> Any:
-    """A text value that a spreadsheet would run as a formula, prefixed with ``'``; anything else as it is."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+    """A text value that a spreadsheet would run as a formula, prefixed with ``'``, and on one line (a bare
+    CR would split the row in some readers); anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    return plain_text("'" + value if value.startswith(FORMULA_STARTS) else value)
 
 
 def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
