@@ -217,9 +217,10 @@ def pending_summary(art: Artifacts, key: str) -> None:
         return
     prevalence = _prevalence(key)
     st.markdown(f"**Previous version {previous.version}** on its {previous.n} held-out children:")
+    # point names as this version words them; the training-pool column is this version's, so it is left out
+    names = {name: {"label": point.get("label", "")} for name, point in meta.operating_points.items()}
     rows = [
-        {k: v for k, v in r.items() if not k.startswith("training pool")}
-        for r in held_out_rows(previous, {}, prevalence)
+        {k: v for k, v in r.items() if "training pool" not in k} for r in held_out_rows(previous, names, prevalence)
     ]
     st.markdown(markdown_table(rows))
 

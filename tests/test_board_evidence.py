@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -159,7 +160,9 @@ def test_a_version_without_held_out_figures_says_so_at_the_top(page_models):
         assert text.index(at.warning[0].value) <= 2
         previous = next(t for t in text if t.startswith("**Previous version"))
         assert MEASURED in previous
-        assert any("44.6%" in t for t in text)  # the previous version's figures, labelled as that version's
+        table = text[text.index(previous) + 1]
+        assert "44.6%" in table and "| Balanced (64.8%) |" in table  # the previous version's, labelled as such
+        assert "training pool" not in table  # this version's training-pool figures are not beside another's
         # the training pool's figures never stand in as the headline
         meta = read_metadata(MODELS)
         assert not any(f"{meta.operating_points['balanced']['validation_specificity']:.1%}" in t for t in text[:3])
@@ -216,6 +219,11 @@ def test_monitoring_on_a_few_hundred_reads(tmp_path):
     assert m.drift["state"] == "stable" and 0.05 < m.drift["prevalence"] < 0.3  # a prevalence change is no drift
     shifted = monitoring.drift(np.clip(np.random.default_rng(2).normal(0.5, 0.15, 300), 0, 1), ref, "held-out")
     assert shifted["state"] == "alert" and "DRIFT ALERT" in monitoring.drift_words(shifted)
+    scored = pd.DataFrame({"status": ["scored"] * 95 + ["refused"] * 4 + ["unreadable"]})
+    refused = monitoring.refused_share(scored)
+    assert (refused["refused"], refused["files"], refused["unreadable"]) == (4, 100, 1) and refused["low"] > 0
+    m = monitoring.monitor(audit, read_metadata(MODELS).version, ref, "held-out test split", scored)
+    assert "refused by the input check" in monitoring.monitoring_csv(m).decode()
     assert monitoring.monitoring_pdf(m).startswith(b"%PDF")
     csv = monitoring.monitoring_csv(m).decode()
     assert "reader agreed with AI PNEUMONIA" in csv and "0" * 64 not in csv  # no image identifiers exported
@@ -240,3 +248,9 @@ def test_held_out_figures_belong_to_their_version(tmp_path):
     (tmp_path / "measured").mkdir()
     measured = _model_dir(tmp_path / "measured", MEASURED)
     assert held_out(measured, read_metadata(measured)).version == MEASURED
+
+
+def test_monitoring_page_without_reads_says_so():
+    at = _run("monitoring.py")
+    assert any(i.value.startswith("No reads recorded") for i in at.info)
+    assert not at.get("plotly_chart")
