@@ -254,3 +254,30 @@ def test_monitoring_page_without_reads_says_so():
     at = _run("monitoring.py")
     assert any(i.value.startswith("No reads recorded") for i in at.info)
     assert not at.get("plotly_chart")
+
+
+@pytest.mark.browser
+def test_board_summary_fits_one_1280x800_screen(tmp_path):
+    """In headless Chromium at 1280x800, each page's board summary (status, the held-out table, or the pending
+    notice with the previous version's table) is on the first screen, before any scrolling."""
+    from tests import test_browser as tb
+
+    if not Path(tb.CHROMIUM).exists():
+        pytest.skip(f"{tb.CHROMIUM} not found")
+    from playwright.sync_api import sync_playwright
+
+    with tb.running_app(tmp_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=tb.CHROMIUM, args=tb.CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        for path in ("model_card", "performance"):
+            page.goto(f"{url}/{path}")
+            status = page.get_by_text("A research tool, not a cleared medical device").first
+            status.wait_for(timeout=tb.WAIT_MS)
+            table = page.locator('[data-testid="stMarkdownContainer"] table').first
+            table.wait_for(timeout=tb.WAIT_MS)
+            tb.settle(page)
+            box = table.bounding_box()
+            assert box["y"] + box["height"] <= 800, (path, box)  # the whole table, every column, on screen
+            assert box["x"] + box["width"] <= 1280
+            assert "(" in table.inner_text() and "%" in table.inner_text()  # figures with their intervals
+        browser.close()
