@@ -97,6 +97,7 @@ def threshold_explorer(y: np.ndarray, p: np.ndarray, default_threshold: float) -
             st.metric(label, f"{k / n:.1%}" if n else "no films")
             st.caption(_interval_words(k, n))
         st.metric(f"PPV / NPV at {prevalence:.0%} prevalence", f"{ppv_at:.1%} / {npv_at:.1%}")
+        st.caption(held_out_at(threshold, prevalence))
     n = r["fn"] + r["tp"] + r["fp"] + r["tn"]
     share = (r["tp"] + r["fn"]) / max(n, 1)
     st.caption(
@@ -105,6 +106,22 @@ def threshold_explorer(y: np.ndarray, p: np.ndarray, default_threshold: float) -
         f"{n + HARD_NORMALS:,} also count the {HARD_NORMALS} hard normals, reported apart. Intervals: Wilson 95%. "
         f"PPV and NPV 'these films' hold at this pool's pneumonia share ({share:.0%}); at your prevalence they are "
         "the last figure."
+    )
+
+
+def held_out_at(threshold: float, prevalence: float) -> str:
+    """At a shipped point, the held-out split's PPV and NPV beside the training pool's; elsewhere, why not."""
+    found = validation_views.evidence(resources.model_artifacts())
+    point = next((c for c in (found.points.values() if found else []) if abs(c.threshold - threshold) < 5e-4), None)
+    if point is None:
+        return (
+            "Training pool's figures (optimistic). The held-out split was measured at the shipped operating points "
+            "only: see the board summary at the top."
+        )
+    pv = point.predictive_values(prevalence)
+    return (
+        f"Training pool's figures (optimistic). At this shipped point the held-out split gives PPV {pv['ppv']:.1%} "
+        f"({pv['ppv_low']:.1%}-{pv['ppv_high']:.1%}) and NPV {pv['npv']:.1%}: expect those."
     )
 
 

@@ -146,6 +146,8 @@ def test_performance_page_leads_with_the_held_out_figures(page_models):
     assert "sample of 400 out-of-fold films (310 pneumonia, 90 normal)" in joined
     assert "PPV (these films)" in [m.label for m in at.metric]
     assert sum(c.value.startswith("95% CI") for c in at.caption) == 4  # PPV too: never 100.0% without one
+    # the explorer's calculator at the shipped default point gives the held-out PPV beside its own
+    assert any("the held-out split gives PPV 44.6%" in c.value for c in at.caption)
     published = next(t for t in text if t.startswith("| source |"))
     assert "None" not in published and "not published" in published
     assert published.splitlines()[2].startswith("| This model, held-out test split |")  # held-out first
