@@ -35,7 +35,8 @@ LOG = logging.getLogger("pneumonia.listen")
 QUEUE_SIZE = 32  # arrivals waiting to be scored (a full queue slows the sender down)
 REMEMBERED = 100_000  # instance UIDs remembered as done
 SUCCESS = 0x0000
-THIRD_PARTY_LOGGERS = ("pynetdicom", "pydicom", "highdicom", "dicomweb_client", "py.warnings")
+# the libraries that see what a sender sent (and the HTTP ones, whose lines name the study in the URL)
+THIRD_PARTY_LOGGERS = ("pynetdicom", "pydicom", "highdicom", "dicomweb_client", "urllib3", "requests", "py.warnings")
 REJECT_PERMANENT, BY_SERVICE_USER = 0x01, 0x01
 CALLING_AE_NOT_RECOGNISED, CALLED_AE_NOT_RECOGNISED, NO_REASON = 0x03, 0x07, 0x01
 
@@ -47,9 +48,10 @@ class WithholdSenderText(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return False
-        library = record.name.split(".")[0]
+        library = "Python" if record.name == "py.warnings" else record.name.split(".")[0]
         record.msg = (
-            f"{library} reported a {record.levelname.lower()} (details withheld: they may quote what a sender sent)."
+            f"{library} reported a problem ({record.levelname.lower()}; details withheld: they may quote what a "
+            "sender sent)."
         )
         record.args = ()
         record.exc_info = record.exc_text = record.stack_info = None
@@ -59,12 +61,18 @@ class WithholdSenderText(logging.Filter):
 def withhold_third_party_details() -> None:
     """Put :class:`WithholdSenderText` on every logger of the DICOM libraries (and on Python warnings,
     which are routed to the log so that pydicom's value warnings are filtered too)."""
+    import highdicom.sc
+    import highdicom.sr  # noqa: F401
+    import pynetdicom  # noqa: F401
+
     logging.captureWarnings(True)
-    for name in list(logging.root.manager.loggerDict) + list(THIRD_PARTY_LOGGERS):
-        if name.split(".")[0] in {n.split(".")[0] for n in THIRD_PARTY_LOGGERS} or name == "py.warnings":
-            logger = logging.getLogger(name)
-            if not any(isinstance(f, WithholdSenderText) for f in logger.filters):
-                logger.addFilter(WithholdSenderText())
+    libraries = {name.split(".")[0] for name in THIRD_PARTY_LOGGERS}
+    for library in libraries:  # below a warning, nothing: a logger made later inherits the level
+        logging.getLogger(library).setLevel(logging.WARNING)
+    for name in [*logging.root.manager.loggerDict, *THIRD_PARTY_LOGGERS]:
+        logger = logging.getLogger(name)
+        if name.split(".")[0] in libraries and not any(isinstance(f, WithholdSenderText) for f in logger.filters):
+            logger.addFilter(WithholdSenderText())
 
 
 def short_id(sop_uid: str) -> str:
@@ -227,6 +235,7 @@ class ChestListener:
                 self.stats["handled"] += 1
 
     def handle(self, data: bytes) -> None:
+        withhold_third_party_details()  # also the loggers a library made since the last object
         header = read_header(data)
         if header is None:
             self.stats["damaged"] += 1
