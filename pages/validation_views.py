@@ -173,7 +173,8 @@ def _prevalence(key: str) -> float:
 
 
 def held_out_table(found: HeldOut, art: Artifacts, prevalence: float) -> None:
-    st.markdown(markdown_table(held_out_rows(found, art.metadata.operating_points, prevalence)))
+    by_point = art.test_metrics.get("by_operating_point")
+    st.markdown(markdown_table(held_out_rows(found, art.metadata.operating_points, prevalence, by_point)))
     st.caption(
         f"Wilson 95% intervals and counts on the {found.n} held-out films; PPV (with the range their intervals give) "
         "and NPV computed from them at the prevalence you set. Last column: the training pool's out-of-fold "

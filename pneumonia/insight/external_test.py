@@ -198,14 +198,28 @@ def point_name(name: str, operating_points: dict[str, dict]) -> str:
     return str(operating_points.get(name, {}).get("label") or name.replace("_", " ")).split(" (")[0]
 
 
-def _training_pool(name: str, operating_points: dict[str, dict]) -> str:
+def _training_pool(name: str, operating_points: dict[str, dict], by_point: dict | None = None) -> str:
+    """The training pool's sensitivity / specificity at a point; a 100% (or 0%) comes with the Wilson bound its
+    counts allow, so that no figure reads as certain."""
     point = operating_points.get(name, {})
     if "validation_sensitivity" not in point:
         return "not measured"
-    return f"{point['validation_sensitivity']:.1%} / {point['validation_specificity']:.1%}"
+    words = [f"{point['validation_sensitivity']:.1%}", f"{point['validation_specificity']:.1%}"]
+    confusion = ((by_point or {}).get(name) or {}).get("confusion_matrix")
+    if confusion:
+        c = PointCounts.from_confusion(point["threshold"], confusion)
+        for i, (k, n) in enumerate(((c.tp, c.tp + c.fn), (c.tn, c.tn + c.fp))):
+            lo, hi = wilson(k, n)
+            if k == n:
+                words[i] += f" (>= {lo:.1%})"
+            elif k == 0:
+                words[i] += f" (<= {hi:.1%})"
+    return " / ".join(words)
 
 
-def held_out_rows(found: HeldOut, operating_points: dict[str, dict], prevalence: float) -> list[dict]:
+def held_out_rows(
+    found: HeldOut, operating_points: dict[str, dict], prevalence: float, training_pool: dict | None = None
+) -> list[dict]:
     """The board's table: each operating point on the held-out split with Wilson intervals and counts,
     PPV and NPV at ``prevalence``, and the training pool's figures beside them."""
     rows = []
@@ -219,8 +233,9 @@ def held_out_rows(found: HeldOut, operating_points: dict[str, dict], prevalence:
                 "normals cleared (specificity)": percent_with_interval(c.specificity, *c.specificity_ci())
                 + f", {c.tn} of {c.tn + c.fp}",
                 f"PPV / NPV at {prevalence:.0%}": percent_with_interval(pv["ppv"], pv["ppv_low"], pv["ppv_high"])
-                + f" / {pv['npv']:.1%}",
-                "on the training pool (sens. / spec.)": _training_pool(name, operating_points),
+                + f" / {pv['npv']:.1%}"
+                + (f" (>= {pv['npv_low']:.1%})" if round(pv["npv"], 3) >= 1.0 else ""),
+                "on the training pool (sens. / spec.)": _training_pool(name, operating_points, training_pool),
             }
         )
     return rows
