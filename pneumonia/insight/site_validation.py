@@ -5,7 +5,9 @@ The same numbers feed the evaluate command (``--results``), the performance page
 view and the validation report (PDF). The page's patient bootstraps draw exactly the resamples of
 :func:`pneumonia.core.metrics.bootstrap_ci` (same seed, same order) but count each resample with
 weights over the images sorted once, instead of re-running scikit-learn on every resample: the
-same intervals in a fraction of the time (20 images: about 5 s -> well under 1 s).
+same intervals in a fraction of the time (20 images: about 5 s -> well under 1 s). The page and its report
+then widen each interval to at least the Wilson interval of its counts (:func:`widened`), so a few films
+never give an interval of zero width.
 """
 
 from __future__ import annotations
