@@ -8,13 +8,15 @@ them fails the suite instead of opening a hole):
   st.navigation, run a file in it directly when a freshly started server's first visitor asks for its
   address (``/performance``), without app.py and so without sign-in. The first import of this package
   in such a run switches that off for the process and runs the visit again through app.py.
-- Downloads are handed out once: Streamlit serves ``st.download_button``'s file at ``/media/<id>`` to
-  any client that has the address, without a session. The buttons make their file only when clicked
-  (a deferred download, asked for over the clicking session's own websocket), and the first fetch of a
-  download removes it from the server, so its address answers 404 afterwards.
+- Downloads expire: Streamlit serves ``st.download_button``'s file at ``/media/<id>`` to any client
+  that has the address, without a session. The app's buttons make their file only when clicked (a
+  deferred download, asked for over the clicking session's own websocket), and such a file is removed
+  :data:`DOWNLOAD_FUSE_S` seconds after its first fetch (the browser fetches it twice at once: a check
+  and the download), so its address answers 404 afterwards.
 """
 
 import os
+import threading
 
 from streamlit.runtime.pages_manager import PagesManager
 
@@ -25,33 +27,39 @@ if PagesManager.uses_pages_directory:
     st.rerun()
 
 
+DOWNLOAD_FUSE_S = 5.0  # a clicked download's life after its first fetch
+
+
 def one_shot_downloads() -> bool:
-    """Make this server's downloads expire at their first fetch; True when they do (False without a
-    running server, as in AppTest)."""
+    """Make this server's clicked (deferred) downloads expire shortly after their first fetch; True when
+    they do (False without a running server, as in AppTest)."""
     from streamlit import runtime
-    from streamlit.runtime.media_file_storage import MediaFileKind
-    from streamlit.runtime.memory_media_file_storage import get_extension_for_mimetype
 
     if not runtime.exists():
         return False
-    storage = runtime.get_instance().media_file_mgr._storage
-    if getattr(storage, "one_shot_downloads", False):
+    manager = runtime.get_instance().media_file_mgr
+    storage = manager._storage
+    if getattr(storage, "downloads_expire", False):
         return True
-    look_up = storage.get_file
+    clicked: set[str] = set()  # files made by a click, not yet fetched
+    make, look_up = manager.execute_deferred, storage.get_file
+
+    def execute_deferred(placeholder: str) -> str:
+        url = make(placeholder)
+        clicked.add(os.path.splitext(url.rsplit("/", 1)[-1])[0])
+        return url
 
     def get_file(filename: str):
-        """The /media/ route's look-up: a download is forgotten as it is handed out."""
+        """The /media/ route's look-up: a clicked download's first fetch lights its fuse."""
         found = look_up(filename)
-        if found.kind == MediaFileKind.DOWNLOADABLE:
-            storage.delete_file(os.path.splitext(filename)[0])
+        file_id = os.path.splitext(filename)[0]
+        if file_id in clicked:
+            clicked.discard(file_id)
+            threading.Timer(DOWNLOAD_FUSE_S, storage.delete_file, (file_id,)).start()
         return found
 
-    def get_url(file_id: str) -> str:
-        """The address Streamlit gives the browser (the look-up here does not count as a fetch)."""
-        return f"{storage._media_endpoint}/{file_id}{get_extension_for_mimetype(look_up(file_id).mimetype)}"
-
-    storage.get_url, storage.get_file = get_url, get_file
-    storage.one_shot_downloads = True
+    manager.execute_deferred, storage.get_file = execute_deferred, get_file
+    storage.downloads_expire = True
     return True
 
 
