@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from pages import film_stepper, identity, lung_outline, pacs_views, reads, resources, widgets
 from pages.identity import Role
@@ -189,8 +193,8 @@ def export_worklist(results: list[ImageResult], reviewed: set[str], identities: 
     identifiers (file names, accession, patient) only when the reader ticks the box."""
     with st.expander("Export the worklist"):
         include_names = st.checkbox(
-            "Include file names and patient identifiers in the CSV (file names may contain them; "
-            "accession, patient, age, sex and study time from DICOM films)",
+            "Include file names in the CSV, and for DICOM films the accession, patient, age, sex and study "
+            "time (patient identifiers)",
             key="export_names",
         )
         shas = [r.xray.sha256 for r in results if r.xray]
@@ -276,7 +280,9 @@ def viewer_controls(result: ImageResult) -> dict:
         )
         window = st.slider("Window (width)", 8, 256, 256, 4, key="window", width=200)
         outline = st.checkbox(lung_outline.LABEL, key="lung_outline", help=lung_outline.HELP)
+        invert = st.toggle("Invert", key="invert", help="White and black swapped, as a PACS viewer's invert.")
     return {
+        "invert": invert,
         "show": show,
         "method": method,
         "output": output if output in outputs else 0,
@@ -310,26 +316,58 @@ def viewer(result: ImageResult) -> None:
 def viewer_parts(result: ImageResult, c: dict):
     """The viewer's figure (cached by content), the heatmap it shows and what the map explains, in words."""
     heat = resources.heatmap(result.xray.sha256, c["method"], result.model_input, c["output"]) if c["show"] else None
-    url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], result.xray.full_pixels())
+    pixels = result.xray.full_pixels()
+    if c.get("invert"):
+        url, shape = resources.display_image(result.xray.sha256 + "-inverted", c["level"], c["window"], 255 - pixels)
+    else:
+        url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], pixels)
     cam = heat.cam if heat is not None and not heat.flat else None
     target = "the bacterial (rather than viral) score" if c["output"] == 1 else "the pneumonia score"
     outline = lung_outline.outline_fractions(result.xray.sha256, result.model_input) if c.get("outline") else None
     return viewer_figure(result.xray.sha256, url, shape, c, target, _cam=cam, _outline=outline), heat, target
 
 
+_NEIGHBOURS = "neighbour_generation"  # session state: {"now": n}, the latest neighbour preparation asked for
+
+
+@st.cache_resource(show_spinner=False)
+def neighbour_pool() -> ThreadPoolExecutor:
+    """One worker for the whole server: it builds neighbouring films while the page waits for the reader."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="neighbour-films")
+
+
 def prepare_neighbours(results: list[ImageResult], result: ImageResult) -> None:
     """Build the next and previous films' heatmap, display image and figure for the controls as they are,
-    after this one is on screen, so that a J/K step finds them ready."""
+    in a background worker after this one is on screen (the page's run ends at once, so the next key
+    press starts a run at once), into the same content-keyed caches a J/K step reads."""
     order = [int(k) for k in st.session_state.get(_ORDER, [])]
     controls = st.session_state.get(_CONTROLS)
     if len(order) < 2 or sorted(order) != list(range(1, len(results) + 1)) or controls is None or result not in results:
         return
     i = order.index(results.index(result) + 1)
+    films = []
     for item in dict.fromkeys([order[(i + 1) % len(order)], order[i - 1]]):
         neighbour = results[item - 1]
         if neighbour.scored and neighbour.xray:
             outputs = resources.explainable_outputs() if neighbour.label == "PNEUMONIA" else {0: "Pneumonia"}
-            viewer_parts(neighbour, {**controls, "output": controls["output"] if controls["output"] in outputs else 0})
+            films.append(
+                (neighbour, {**controls, "output": controls["output"] if controls["output"] in outputs else 0})
+            )
+    latest = st.session_state.setdefault(_NEIGHBOURS, {"now": 0})
+    latest["now"] += 1
+    neighbour_pool().submit(_prepare, get_script_run_ctx(), films, latest, latest["now"])
+
+
+def _prepare(ctx, films: list, latest: dict, generation: int) -> None:
+    """The worker's job: skipped once the reader has moved on (a newer job was asked for)."""
+    add_script_run_ctx(threading.current_thread(), ctx)  # the caches know whose session asks
+    try:
+        for film, controls in films:
+            if latest["now"] != generation:
+                return
+            viewer_parts(film, controls)
+    except Exception:
+        return
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -347,6 +385,7 @@ def viewer_figure(image_sha256: str, url: str, shape: tuple, c: dict, target: st
         side_by_side=c["side_by_side"],
         target=target,
     )
+    figure.update_layout(margin={"t": 58})  # the chart's toolbar sits above the panels' titles, not over them
     return lung_outline.add_outline(figure, _outline, shape) if _outline else figure
 
 

@@ -59,7 +59,7 @@ def test_open_a_study_from_the_pacs_read_it_and_send_the_results(pacs_app, brows
     page.get_by_role("button", name="Open the chosen studies").wait_for(timeout=WAIT_MS)
     settle(page)
     page.screenshot(path=str(SEARCH_SCREENSHOT))
-    assert page.get_by_text("1 image(s)").count() >= 1  # the found study, ready to open
+    assert "ACC-BROWSER-1" in _row_with(page, "ACC-BROWSER-1")  # the found study, ready to open
     page.get_by_role("button", name="Open the chosen studies").click()
     page.get_by_text("Pneumonia probability").wait_for(timeout=WAIT_MS)
     settle(page)
