@@ -15,7 +15,7 @@ from pages.identity import Role
 from pneumonia.audit import AuditUnavailable
 from pneumonia.core.literal import markdown_literal
 from pneumonia.insight import site_report
-from pneumonia.insight.external_test import held_out
+from pneumonia.insight.external_test import held_out, markdown_table
 from pneumonia.insight.site_validation import SiteValidation, read_results, validate
 from pneumonia.serving import site_points
 from pneumonia.serving.archive.run import score_archive
@@ -112,13 +112,15 @@ def counts_row(sv: SiteValidation) -> None:
     cols[1].metric("Scored", c["scored"])
     cols[2].metric("Refused by the gate", c["refused"])
     cols[3].metric("Unreadable", c["unreadable"])
-    cols[4].metric("Labelled", f"{c['labelled']} ({c['pneumonia']} pneumonia)")
+    cols[4].metric("Labelled: pneumonia / normal", f"{c['pneumonia']} / {c['normal']}")
 
 
 def operating_point_tables(sv: SiteValidation) -> None:
     st.subheader("The shipped operating points on your images")
     small_sample_banner(sv)
-    st.dataframe(site_report.point_table(sv.shipped, shipped=True, reference_name=sv.reference_name), hide_index=True)
+    # a Markdown table wraps at 1280 px instead of losing its PPV and NPV columns
+    shipped = site_report.point_table(sv.shipped, shipped=True, reference_name=sv.reference_name)
+    st.markdown(markdown_table(shipped.to_dict("records")))
     st.caption(
         f"Beside yours: the {sv.reference_name}'s figures. Yours carry 95% intervals (patient bootstrap, widened "
         f"to at least the Wilson interval of the counts). PPV and NPV at {sv.prevalence:.1%} prevalence."
@@ -132,7 +134,7 @@ def operating_point_tables(sv: SiteValidation) -> None:
             "From this few, the thresholds below are unsettled (a few images decide them) and the review page "
             "never offers them; they are shown only to see how the model does on your images."
         )
-    st.dataframe(site_report.point_table(sv.rechosen, shipped=False), hide_index=True)
+    st.markdown(markdown_table(site_report.point_table(sv.rechosen, shipped=False).to_dict("records")))
     st.caption(
         "Chosen and measured on the same images, so they flatter: confirm them on new images before relying on them."
     )
@@ -268,7 +270,6 @@ def site_figures(sv: SiteValidation) -> None:
     )
     sv = sv.at_prevalence(prevalence)
     counts_row(sv)
-    small_sample_banner(sv)
     if sv.metrics is None:
         st.warning("Too few labelled images of each class for sensitivity and specificity (at least 2 of each).")
         return
