@@ -240,7 +240,7 @@ def explain_why_not_scored(result: ImageResult) -> bool:
 
 def probability_panel(result: ImageResult, choice: ThresholdChoice) -> None:
     points = resources.operating_points()
-    title = report.point_title(choice.operating_point, points)
+    title = markdown_literal(report.point_title(choice.operating_point, points))  # a site point is named by a person
     with st.container(horizontal=True, gap="large"):  # wraps onto two lines on a narrow screen
         probability = report.format_probability(result.probability)
         st.metric("Pneumonia probability", probability, help="Calibrated on validation.", width="content")

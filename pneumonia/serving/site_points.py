@@ -112,7 +112,17 @@ def resolve(
     )
 
 
+# a site point's name: letters, digits, spaces and a little punctuation, starting with a letter or digit
+# (it is shown in pickers, sentences and exports: nothing in it can be Markdown, HTML or a formula)
+NAME = re.compile(r"[^\W_][\w ,.'()/&-]{0,59}")
+
+
 def key_for(name: str) -> str:
+    if not NAME.fullmatch(name.strip()):
+        raise ValueError(
+            "A site operating point's name is up to 60 letters, digits, spaces and , . ' ( ) / & - "
+            "and starts with a letter or digit, e.g. 'Our ED, high sensitivity'."
+        )
     slug = re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
     if not slug:
         raise ValueError("give the operating point a name (letters or digits)")
