@@ -31,7 +31,7 @@ def site_validation(data: bytes) -> SiteValidation:
     meta = resources.model_artifacts().metadata
     found = held_out(resources.MODELS_DIR, meta)
     reference = {n: (c.sensitivity, c.specificity) for n, c in found.points.items()} if found and found.points else None
-    name = "held-out test split" if reference else "training pool (held-out pending)"
+    name = "held-out test split" if reference else "training pool, held-out pending"
     return validate(
         read_results(data),
         meta.operating_points,
@@ -112,7 +112,7 @@ def counts_row(sv: SiteValidation) -> None:
     cols[1].metric("Scored", c["scored"])
     cols[2].metric("Refused by the gate", c["refused"])
     cols[3].metric("Unreadable", c["unreadable"])
-    cols[4].metric("Labelled: pneumonia / normal", f"{c['pneumonia']} / {c['normal']}")
+    cols[4].metric("Pneumonia / normal", f"{c['pneumonia']} / {c['normal']}", help="Labelled images of each class")
 
 
 def operating_point_tables(sv: SiteValidation) -> None:
@@ -233,7 +233,12 @@ def acceptance(sv: SiteValidation) -> str:
     """The acceptance the site sets (operating point, lowest sensitivity and specificity), and the verdict."""
     st.subheader("Your acceptance")
     c1, c2, c3 = st.columns(3)
-    point = c1.selectbox("Operating point you will use", list(sv.shipped["operating point"]), key="accept_point")
+    point = c1.selectbox(
+        "Operating point you will use",
+        list(sv.shipped["operating point"]),
+        format_func=lambda key: str(key).replace("_", " ").capitalize(),
+        key="accept_point",
+    )
     se = c2.number_input("Lowest sensitivity you accept (%)", 50.0, 100.0, 95.0, 0.5, key="accept_sensitivity")
     sp = c3.number_input("Lowest specificity you accept (%)", 10.0, 100.0, 80.0, 0.5, key="accept_specificity")
     verdict = site_report.acceptance_verdict(sv, point, se / 100, sp / 100)

@@ -48,7 +48,7 @@ def test_site_figures_and_report():
     assert list(sv.shipped["operating point"]) == list(META.operating_points)
     assert len(sv.rechosen) == 3 and sv.rechosen["threshold"].is_monotonic_increasing
     table = point_table(sv.shipped, shipped=True)
-    assert {"training pool: sensitivity", "your sensitivity", "PPV", "NPV"} <= set(table.columns)
+    assert {"training pool (sens. / spec.)", "your sensitivity", "PPV", "NPV"} <= set(table.columns)
     # every interval at least as wide as the Wilson interval of its counts
     for lo_hi in list(sv.shipped["sensitivity 95% CI"]) + list(sv.shipped["specificity 95% CI"]):
         assert lo_hi[1] - lo_hi[0] > 0.05
@@ -179,14 +179,16 @@ def test_your_data_view_scores_a_folder_and_saves_a_site_point(samples, tmp_path
     assert any("NOT FOR CLINICAL USE" in h.value for h in at.subheader)
     # no interval of zero width, and a small-sample warning on every figure (counts, ROC, calibration, table)
     shown = [c.value for c in at.caption] + tables
-    assert not any(z in text for text in shown for z in ("1.000-1.000", "100.0%-100.0%", "(100.0%-100.0%)"))
+    assert not any(z in text for text in shown for z in ("1.000-1.000", "100.0%-100.0%", "(100.0-100.0%)"))
     small = [w.value for w in at.warning if w.value.startswith("Small sample")]
     assert len(small) >= 3, [w.value for w in at.warning]  # above the ROC, the calibration and the table
     assert all("Small sample" in c.value for c in at.caption if "AUC" in c.value or "calibration error" in c.value)
     ppv_cells = [row.split(" | ")[-2] for row in tables[0].splitlines()[2:]]
     assert ppv_cells and all("(" in cell for cell in ppv_cells)  # PPV 100.0% never without its range
     header = tables[0].splitlines()[0]
-    assert "held-out test split: sensitivity" in header or "training pool (held-out pending): sensitivity" in header
+    assert (
+        "held-out test split (sens. / spec.)" in header or "training pool, held-out pending (sens. / spec.)" in header
+    )
     assert any("acceptance" in m.value for m in [*at.warning, *at.success])
     assert not any(b.label == "Save site operating point" for b in at.button)
     review = AppTest.from_file(str(PAGES / "review.py"), default_timeout=180).run()

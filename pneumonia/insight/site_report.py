@@ -140,17 +140,20 @@ def point_table(df: pd.DataFrame, shipped: bool, reference_name: str = "training
     def pct(v) -> str:
         return "" if v is None or pd.isna(v) else f"{v:.1%}"
 
+    def with_ci(v, c) -> str:
+        return f"{pct(v)} ({c[0] * 100:.1f}-{c[1] * 100:.1f}%)"
+
     names = df["operating point"].map(_words)
     out = pd.DataFrame({"operating point": names, "threshold": df["threshold"].map("{:.1%}".format)})
     if shipped:
-        out[f"{reference_name}: sensitivity"] = df["shipped sensitivity"].map(pct)
-        out[f"{reference_name}: specificity"] = df["shipped specificity"].map(pct)
+        out[f"{reference_name} (sens. / spec.)"] = [
+            f"{pct(se)} / {pct(sp)}" for se, sp in zip(df["shipped sensitivity"], df["shipped specificity"])
+        ]
     for key in ("sensitivity", "specificity"):
-        ci = df[f"{key} 95% CI"]
-        out[f"your {key}"] = [f"{pct(v)} ({pct(c[0])}-{pct(c[1])})" for v, c in zip(df[key], ci)]
+        out[f"your {key}"] = [with_ci(v, c) for v, c in zip(df[key], df[f"{key} 95% CI"])]
     for key in ("PPV", "NPV"):
         if f"{key} 95% CI" in df:
-            out[key] = [f"{pct(v)} ({pct(c[0])}-{pct(c[1])})" for v, c in zip(df[key], df[f"{key} 95% CI"])]
+            out[key] = [with_ci(v, c) for v, c in zip(df[key], df[f"{key} 95% CI"])]
         else:
             out[key] = df[key].map(pct)
     return out
