@@ -52,8 +52,11 @@ def test_site_figures_and_report():
     # every interval at least as wide as the Wilson interval of its counts
     for lo_hi in list(sv.shipped["sensitivity 95% CI"]) + list(sv.shipped["specificity 95% CI"]):
         assert lo_hi[1] - lo_hi[0] > 0.05
-    pdf = validation_pdf(sv)
+    pdf = validation_pdf(sv, acceptance="Balanced: MEETS the site's acceptance")
     assert pdf.startswith(b"%PDF") and len(pdf) > 2000
+    text = _pdf_text(pdf)
+    assert "How this local validation was to be run" in text and "Who sets the truth" in text  # for the board
+    assert "Acceptance: Balanced: MEETS" in text
 
 
 def test_too_few_labels_give_counts_only():
