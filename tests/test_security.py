@@ -234,6 +234,13 @@ def test_hostile_names_export_no_live_formula(classifier, pneumonia_sample):
     assert csv_safe_frame(pd.DataFrame({"n": [-1.5], "t": ["-1.5"]})).iloc[0].tolist() == [-1.5, "'-1.5"]
 
 
+def test_a_site_point_name_cannot_carry_markdown_html_or_a_formula():
+    for name in [n for n in HOSTILE_NAMES if n == n.strip()]:  # a leading tab or CR is trimmed off
+        with pytest.raises(ValueError, match="letters, digits, spaces"):
+            site_points.key_for(name)
+    assert site_points.key_for("Our ED, high sensitivity") == "site_our_ed_high_sensitivity"
+
+
 def test_hostile_reader_text_stays_text_in_the_sr():
     from pneumonia.pacs.results import Finding, ReaderRead, read_report, structured_report
     from tests.dicom_factory import make_dicom
