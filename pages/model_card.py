@@ -22,7 +22,7 @@ validation_views.subgroup_section(art)
 
 st.markdown("### What the heatmap means")
 for method, name in METHODS.items():
-    sentence = heatmap_sentence(method, hard_normals) if method != "gradcam++" else None  # = LayerCAM here
+    sentence = heatmap_sentence(method, hard_normals, meta.version) if method != "gradcam++" else None  # = LayerCAM
     if sentence:
         same = " and Grad-CAM++ (the same maps on this network)" if method == "layercam" else ""
         st.markdown(f"- **{name}{same}, in plain words:** {sentence}")

@@ -172,7 +172,7 @@ def stress_test(tm: dict) -> None:
     )
 
 
-def failure_gallery(failures: dict, n_hard_normals: int) -> None:
+def failure_gallery(failures: dict, n_hard_normals: int, model_version: str) -> None:
     method = st.selectbox("Heatmap", list(METHODS), format_func=METHODS.get, key="failure_method")
     cols = st.columns(4)
     for i in range(len(failures["kind"])):
@@ -188,7 +188,10 @@ def failure_gallery(failures: dict, n_hard_normals: int) -> None:
     st.caption(
         "False positives are normal images the model scored highest; false negatives are pneumonia images it "
         "scored lowest. "
-        + (heatmap_sentence(method, n_hard_normals) or "Heatmaps show what drove the score, not where disease is.")
+        + (
+            heatmap_sentence(method, n_hard_normals, model_version)
+            or "Heatmaps show what drove the score, not where disease is."
+        )
     )
 
 
@@ -236,7 +239,7 @@ with st.expander("Bacterial or viral (secondary)"):
 with st.expander("Stress test: pixel-level changes to the same films"):
     stress_test(art.test_metrics)
 with st.expander("Most confident mistakes, with heatmaps"):
-    failure_gallery(art.failures, HARD_NORMALS)
+    failure_gallery(art.failures, HARD_NORMALS, art.metadata.version)
 if art.experiments is not None:
     with st.expander("Experiment log (models/experiments.csv)"):
         st.dataframe(art.experiments, hide_index=True)

@@ -244,6 +244,14 @@ def test_monitoring_page_for_a_site_administrator(tmp_path, monkeypatch):
     assert "| PNEUMONIA |" in "\n".join(m.value for m in at.markdown)
 
 
+def test_heatmap_words_name_the_version_they_were_measured_on():
+    from pneumonia.insight.artifacts import HEATMAP_RESULTS, heatmap_sentence
+
+    measured = json.loads(HEATMAP_RESULTS.read_text())["model_version"]
+    assert "not this version" not in heatmap_sentence("gradcam", 70, measured)
+    assert f"Measured on model {measured}, not this version." in heatmap_sentence("gradcam", 70, "2099.01.01-new")
+
+
 def test_held_out_figures_belong_to_their_version(tmp_path):
     pending = _model_dir(tmp_path, "2099.01.01-pending")
     assert held_out(pending, read_metadata(pending)) is None

@@ -217,12 +217,20 @@ HEATMAP_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "h
 HEATMAP_KEYS = {"gradcam": "gradcam", "gradcam++": "layercam", "layercam": "layercam", "scorecam": "scorecam"}
 
 
-def heatmap_sentence(method: str, n_hard_normals: int, path: Path = HEATMAP_RESULTS) -> str | None:
+def heatmap_sentence(
+    method: str, n_hard_normals: int, model_version: str | None = None, path: Path = HEATMAP_RESULTS
+) -> str | None:
     """What the lung-field measurement of a heatmap method means, in one plain sentence (None when not
-    measured). Grad-CAM++ equals LayerCAM on this network, so it reads LayerCAM's figures."""
+    measured). Grad-CAM++ equals LayerCAM on this network, so it reads LayerCAM's figures. Figures measured
+    on another model version than ``model_version`` say so."""
     if not path.exists():
         return None
-    groups = json.loads(path.read_text()).get("segmenter_fields", {}).get("groups", {})
+    result = json.loads(path.read_text())
+    measured_on = result.get("model_version")
+    other = (
+        f" Measured on model {measured_on}, not this version." if model_version and measured_on != model_version else ""
+    )
+    groups = result.get("segmenter_fields", {}).get("groups", {})
     key = HEATMAP_KEYS.get(method, method)
     sick, normal, hard = (groups.get(g, {}) for g in ("pneumonia", "normal", "hard_normal"))
     if key not in sick or key not in normal:
@@ -241,6 +249,7 @@ def heatmap_sentence(method: str, n_hard_normals: int, path: Path = HEATMAP_RESU
         f"{s['mass_inside_mean']:.0%} of the map lies on the lungs, which cover {sick['fields_share_mean']:.0%} of the "
         f"film ({strength}); on normal films its hottest point is at the film's outer edge (arm, armpit, chest wall) "
         f"on {n['hotspot_at_edge_share']:.0%}. It shows what moved the score, not where the disease is ({measured})."
+        + other
     )
 
 
