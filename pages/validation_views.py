@@ -29,7 +29,7 @@ PURPOSE = (
 )
 
 VALIDATION_WORDS = (
-    "**Expected performance** comes from out-of-fold validation: every image of the pooled training data "
+    "**The training pool's figures** come from out-of-fold validation: every image of the pooled training data "
     "was scored by ensemble members that never saw that child (5 folds, grouped by patient), plain and "
     "re-framed (cropped, narrowed, zoomed out), plus the *hard normals* that the first model got wrong "
     "when cropped and that no member trained on (they also helped fit the calibration and place the "

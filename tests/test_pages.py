@@ -173,7 +173,7 @@ def test_model_card_page():
         "Known limitations",
         "not localisation",
         "fingerprint",
-        "Expected performance",
+        "The training pool's figures",
         "What the heatmap means",
         "Where each figure's films come from",
         "Accountability",
