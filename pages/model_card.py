@@ -48,6 +48,8 @@ st.markdown("""
 ### Known limitations
 - **One hospital, one period.** Every figure comes from one hospital; the held-out split is other children of the
   same hospital, not another site. Expect another hospital's figures to differ: validate locally before use.
+- **No reader study.** Nobody has measured whether readers are more accurate, or faster, with the model than
+  without it, or how it compares with radiologists; the figures here are the model's alone.
 - **Adult images.** An adult-trained CNN reached only AUC 0.82 on this pediatric set (PLOS ONE 2024); expect the
   reverse, this pediatric model on adults, to fail as well. DICOM files of adults are refused.
 - **Squashed copies.** Most training images lost their aspect ratio; the model sees squashed anatomy.
