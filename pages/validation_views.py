@@ -285,21 +285,29 @@ def subgroup_section(art: Artifacts) -> None:
             + ". The held-out check records no other subgroup yet; those below are the training pool's."
         )
     table = subgroup_rows(art, art.test_metrics["threshold"])
-    st.markdown(markdown_table(_subgroup_words(table)))
-    st.caption(
-        "Training pool, out of fold, at the default operating point; Wilson 95% intervals. Not in the data, so not "
-        "broken down: age, sex, AP or PA projection, equipment, site."
+    weakest = table.nsmallest(2, "value")
+    st.markdown(
+        "**Training pool, weakest subgroups:** "
+        + "; ".join(f"{r['group']}, {r['measure']} {_ci_words(r)} ({r['count']})" for _, r in weakest.iterrows())
+        + ". Not in the data, so not broken down: age, sex, AP or PA projection, equipment, site."
     )
+    with st.expander(f"All {len(table)} subgroup results with counts and intervals"):
+        st.markdown(markdown_table(_subgroup_words(table)))
+        st.caption("Training pool, out of fold, at the default operating point; Wilson 95% intervals.")
+
+
+def _ci_words(row) -> str:
+    from pneumonia.insight.external_test import percent_with_interval
+
+    return percent_with_interval(row["value"], row["95% CI low"], row["95% CI high"])
 
 
 def _subgroup_words(table: pd.DataFrame) -> list[dict]:
-    from pneumonia.insight.external_test import percent_with_interval
-
     return [
         {
             "group": r["group"],
             "measure": r["measure"],
-            "result (95% CI)": percent_with_interval(r["value"], r["95% CI low"], r["95% CI high"]),
+            "result (95% CI)": _ci_words(r),
             "films": r["count"],
         }
         for _, r in table.iterrows()
