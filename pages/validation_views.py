@@ -278,7 +278,8 @@ def subgroup_section(art: Artifacts) -> None:
             f"**Held-out test split, bacterial vs viral:** told apart on {told} of its {sub['n']} pneumonias "
             f"({sub['correct']} of {sub['n']})"
             + (
-                f", against {pool['accuracy']:.1%} on the training pool (why: Technical detail, Bacterial or viral)"
+                f", against {pool['accuracy']:.1%} on the training pool (why: Model performance > Technical "
+                "detail > Bacterial or viral)"
                 if pool
                 else ""
             )
@@ -368,7 +369,7 @@ def accountability_section() -> None:
 
 
 CHECKLIST = [
-    ("Intended use, users, not-intended uses (Mitchell; TRIPOD-AI)", "Model card: In short, Intended use", "done"),
+    ("Intended use, users, not-intended uses (Mitchell; TRIPOD-AI)", "Board summary; Model card: Intended use", "done"),
     (
         "Developer, owner, contact, licence, citation (Mitchell)",
         "Model card: Accountability; every page's sidebar",
