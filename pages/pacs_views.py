@@ -11,7 +11,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from pages import resources
+from pages import identity, resources
 from pneumonia.core import literal
 from pneumonia.insight.report import ReaderReview
 from pneumonia.pacs.browse import (
@@ -268,6 +268,10 @@ def send_to_pacs(result: ImageResult, review: ReaderReview | None) -> None:
         st.caption("Save your read to send the result, with your read, to the PACS.")
         return
     if not st.button("Send results to PACS", key=f"pacs_send_{result.xray.sha256[:16]}"):
+        return
+    refused = identity.require_role(identity.Role.READER, "send results to the PACS")  # asked when it acts
+    if refused:
+        st.error(refused)
         return
     point = st.session_state.get("operating_point") or resources.model_metadata().default_operating_point
     finding = finding_of(
