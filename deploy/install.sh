@@ -212,11 +212,11 @@ for i in "${!ports[@]}"; do
   fi
   route_known+="    \"$n\" $n;"$'\n'
   route_kept+="    \"$n\" \"\";"$'\n'
-  upstreams+="upstream pneumonia_review_$n {"$'\n'"    server $APP_ADDRESS:${ports[$i]} max_fails=1 fail_timeout=10s;"$'\n'
+  upstreams+="upstream pneumonia_review_$n {"$'\n'"    server $APP_ADDRESS:${ports[$i]} max_fails=0;"$'\n'
   for other in "${ports[@]}"; do
-    [ "$other" = "${ports[$i]}" ] || upstreams+="    server $APP_ADDRESS:$other backup;"$'\n'
+    [ "$other" = "${ports[$i]}" ] || upstreams+="    server $APP_ADDRESS:$other backup max_fails=0;"$'\n'
   done
-  upstreams+="    keepalive 8;"$'\n'"}"$'\n'
+  upstreams+="}"$'\n'
 done
 for address in $LISTEN_ADDRESSES; do
   http_listen+="    listen $address:$HTTP_PORT;"$'\n'

@@ -292,7 +292,7 @@ def test_the_nginx_site_passes_nginx_t_and_caps_uploads_at_the_apps_limit(tmp_pa
     text = site.read_text()
     limit_mb = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
     assert f"client_max_body_size {limit_mb + 1}m;" in text  # the file plus its multipart envelope
-    assert text.count("upstream pneumonia_review_") == 3 and text.count(" backup;") == 6
+    assert text.count("upstream pneumonia_review_") == 3 and text.count(" backup max_fails=0;") == 6
     for header in ("Strict-Transport-Security", "frame-ancestors 'none'", "X-Content-Type-Options", "Referrer-Policy"):
         assert header in text
 
@@ -473,11 +473,14 @@ class Shifts:
         self.shifts[reader].films.append(film.name)
 
     async def moved_and_still_signed_in(self, reader: int) -> None:
-        """A reader whose server died: the page reconnects through nginx to the other server and shows
-        the review page signed in (the worklist that was not saved is gone), never the sign-in screen."""
+        """A reader whose server died: the page's websocket reconnects through nginx to the other server
+        (Streamlit then shows the old page without running it); the reader opens the page again and
+        is on the other server, signed in (the worklist that was not saved is gone), never asked to
+        sign in again."""
         page = self.pages[reader]
 
         async def reconnected():
+            await page.reload()
             await page.get_by_text("Upload one or more frontal chest radiographs to begin.").wait_for()
             await page.get_by_text("Signed in as Ada Reader").wait_for()
             assert await page.get_by_text("Sign in with your hospital account").count() == 0
