@@ -234,6 +234,31 @@ def test_hostile_names_export_no_live_formula(classifier, pneumonia_sample):
     assert csv_safe_frame(pd.DataFrame({"n": [-1.5], "t": ["-1.5"]})).iloc[0].tolist() == [-1.5, "'-1.5"]
 
 
+def test_hostile_reader_text_stays_plain_text_in_the_pdf(classifier, pneumonia_sample):
+    from pneumonia.core.operating_points import ThresholdChoice
+    from pneumonia.insight import report
+    from pneumonia.serving.pipeline import score
+    from tests.test_site_validation import _pdf_text
+
+    (result,) = score(classifier, [(HOSTILE_NAMES[0], pneumonia_sample.read_bytes())], 0.5)
+    review = report.ReaderReview("Ann\r\nAdmin", True, "<b>x</b> ![y](http://127.0.0.1:9/t.png)\r=cmd", "@ACC\t1")
+    pdf = report.pdf_report(
+        result,
+        np.dstack([result.xray.pixels] * 3),
+        model_version="v1",
+        choice=ThresholdChoice("balanced", 0.5, 0.95, 0.9),
+        method="Grad-CAM",
+        heatmap_flat=True,
+        review=review,
+    )
+    drawn = re.findall(r"\((.*?)\) Tj", _pdf_text(pdf))  # fpdf2's text drawing commands
+    drawn = [line.replace("\\(", "(").replace("\\)", ")") for line in drawn]  # PDF strings escape ( and )
+    assert "Reader: Ann Admin  |  Agrees with the model" in drawn  # on one line, as written
+    assert "<b>x</b> ![y](http://127.0.0.1:9/t.png) =cmd" in " ".join(drawn)  # nothing interpreted
+    assert "Accession / study reference: @ACC 1" in drawn
+    assert b"/URI" not in pdf and b"/Link" not in pdf  # no link made of the address
+
+
 def test_a_site_point_name_cannot_carry_markdown_html_or_a_formula():
     for name in [n for n in HOSTILE_NAMES if n == n.strip()]:  # a leading tab or CR is trimmed off
         with pytest.raises(ValueError, match="letters, digits, spaces"):
