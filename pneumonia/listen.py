@@ -7,7 +7,9 @@ its Structured Report and heatmap Secondary Capture are sent to the destination:
 (``--dest``, default the configured PNEUMONIA_PACS_URL; sign-in from the PNEUMONIA_PACS_* settings)
 or a DICOM node (``--dest-ae``, C-STORE). Other modalities are acknowledged and not scored; a
 refused or damaged object is logged in words and never stops the node; nothing is sent twice; no
-image is kept after scoring. Listens on 127.0.0.1 unless ``--host`` says otherwise. Stop with Ctrl-C.
+image is kept after scoring. Listens on 127.0.0.1 unless ``--host`` says otherwise. Answers only its
+own AE title and, when PNEUMONIA_NODE_CALLING_AES / PNEUMONIA_NODE_ADDRESSES list them, only those
+senders (README: Security). Stop with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for chatty in ("pynetdicom", "dicomweb_client"):  # their info output names studies and patient data
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
-    from pneumonia.pacs.config import PacsConfigError, PacsError
+    from pneumonia.pacs.config import PacsConfigError, PacsError, node_access
     from pneumonia.pacs.listener import ChestListener
     from pneumonia.pacs.scoring import InstanceScorer
     from pneumonia.serving.model import DEFAULT_MODEL_DIR, Classifier
@@ -65,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dest = destination(args)
         scorer = InstanceScorer(Classifier(args.model or DEFAULT_MODEL_DIR), args.operating_point)
+        access = node_access()  # PNEUMONIA_NODE_CALLING_AES, PNEUMONIA_NODE_ADDRESSES: who may send
     except (ValueError, PacsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_PACS if isinstance(err, PacsError) and not isinstance(err, PacsConfigError) else EXIT_INPUT
-    listener = ChestListener(scorer, dest, args.ae_title, args.host, args.port)
+    listener = ChestListener(scorer, dest, args.ae_title, args.host, args.port, access)
     try:
         listener.start()
     except OSError as err:
