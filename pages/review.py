@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-from pages import film_stepper, identity, lung_outline, pacs_views, reads, resources, widgets
+from pages import film_stepper, identity, lung_outline, pacs_views, reads, resources, widgets, window_drag
 from pages.identity import Role
 from pneumonia.audit import AuditUnavailable
 from pneumonia.core.decode import dicom_context
@@ -303,7 +303,12 @@ def viewer(result: ImageResult) -> None:
     with under:
         c = viewer_controls(result)
     st.session_state[_CONTROLS] = c  # for preparing the neighbouring films
-    figure, heat, target = viewer_parts(result, c)
+    window_drag.window_drag(c["level"], c["window"])  # right-drag on the film sets window/level
+    if c["show"] and c["method"] != "gradcam":
+        with st.spinner(SLOWER_METHODS.format(method=METHODS[c["method"]])):
+            figure, heat, target = viewer_parts(result, c)
+    else:
+        figure, heat, target = viewer_parts(result, c)
     with film:
         st.plotly_chart(figure, width="stretch", key="viewer", config={"displaylogo": False, "scrollZoom": True})
         st.caption(viewer_caption(result, c, target))
@@ -311,6 +316,16 @@ def viewer(result: ImageResult) -> None:
             st.warning(
                 f"The {METHODS[c['method']]} map is flat: no region stands out for this image. Try another method."
             )
+
+
+# measured on the 2-core reading station while busy (load 11): Grad-CAM 0.06-0.1 s a film on the serving
+# runtime; Grad-CAM++ 9.9 s to load TensorFlow and the Keras model, then 0.8-1.5 s a film; LayerCAM
+# 0.6-1.4 s; Faster-ScoreCAM 1.2-1.9 s (README, "Heatmap methods")
+SLOWER_METHODS = (
+    "{method} runs on the full Keras model in TensorFlow: its first map loads TensorFlow (about 10 s), "
+    "later films take about 1 s each (the next and previous films are prepared while you read). "
+    "Grad-CAM runs on the serving runtime in about 0.1 s."
+)
 
 
 def viewer_parts(result: ImageResult, c: dict):
@@ -392,10 +407,14 @@ def viewer_figure(image_sha256: str, url: str, shape: tuple, c: dict, target: st
 def viewer_caption(result: ImageResult, c: dict, target: str) -> str:
     """What the viewer shows, in the words that fit the controls and the image's result."""
     moving = "both images move together; " if c["side_by_side"] else ""
-    navigation = f"Scroll or drag to zoom and pan ({moving}double-click to reset)."
+    navigation = (
+        f"Scroll or drag to zoom and pan ({moving}double-click to reset); drag with the right button for window/level."
+    )
     if not c["show"]:
         return f"Heatmap off. {navigation}"
     words = f"{METHODS[c['method']]}: regions that raised {target}, not where disease is."
+    if c["method"] != "gradcam":
+        words += " Slower than Grad-CAM (TensorFlow, about 1 s a film; the neighbours are prepared while you read)."
     if c["output"] == 0 and result.label == "NORMAL":
         words += (
             " For an image called NORMAL the map shows where the little evidence there was sits; it is not a finding."

@@ -242,3 +242,50 @@ def test_a_shift_today_whose_film_no_lost_keys_and_a_prior(shift_app, browser):
     log = (tmp / "streamlit.log").read_text()
     for who in ("SHIFT-0", "Rivera", "SHIFT-PID"):
         assert who not in log
+
+
+_TITLE_UNDER_TOOLBAR = """() => {
+  const bar = document.querySelector('.js-plotly-plot .modebar');
+  const title = [...document.querySelectorAll('.js-plotly-plot .annotation-text')].find(
+    t => t.textContent.includes('Heatmap overlay'));
+  if (!bar || !title) return null;
+  const a = bar.getBoundingClientRect(), b = title.getBoundingClientRect();
+  return !(a.right < b.left || b.right < a.left || a.bottom < b.top || b.bottom < a.top);
+}"""
+
+
+def test_window_level_by_right_drag_invert_and_no_title_under_the_toolbar(shift_app, browser):
+    """A right-button drag on the film sets window and level (the sliders follow and the film is drawn
+    again); "Invert" swaps black and white; the chart's toolbar covers no panel title."""
+    from tests.test_browser import _viewer_image_href, _wait_for_new_image
+
+    url, _, _ = shift_app
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(url)
+    _row_with(page, "SHIFT-001")
+    page.get_by_role("button", name="Open the chosen studies").click()
+    before = _viewer_image_href(page)
+    settle(page)
+    drag = page.locator(".js-plotly-plot .nsewdrag").first
+    drag.scroll_into_view_if_needed()
+    box = drag.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down(button="right")
+    page.mouse.move(x - 60, y - 30, steps=4)
+    page.mouse.move(x - 120, y - 60, steps=4)
+    page.get_by_test_id("window-level-drag").wait_for(timeout=WAIT_MS)  # the values beside the pointer
+    page.mouse.up(button="right")
+    page.wait_for_function(  # the sliders follow: window 256 -> 180, level 128 -> 166
+        "() => { const v = [...document.querySelectorAll('[data-testid=stSliderThumbValue]')].map(t => t.innerText);"
+        " return v.includes('180') && v.includes('166'); }",
+        timeout=WAIT_MS,
+    )
+    dragged = _wait_for_new_image(page, before)
+    page.get_by_text("Invert", exact=True).click()
+    _wait_for_new_image(page, dragged)
+    page.locator(".js-plotly-plot .nsewdrag").first.hover()
+    page.wait_for_function(f"({_TITLE_UNDER_TOOLBAR})() !== null", timeout=WAIT_MS)
+    assert page.evaluate(_TITLE_UNDER_TOOLBAR) is False
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
