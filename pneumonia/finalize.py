@@ -5,6 +5,9 @@ rest of the model folder.
 python -m pneumonia.finalize --data-dir DIR --run runs/NAME [--experiment-log models/experiments.csv]
 python -m pneumonia.finalize --export-runtime models/    (export the served graph of a finished model
                                                          folder to ONNX again and record it in its metadata)
+python -m pneumonia.finalize --lung-gate UNGATED_DIR --data-dir DIR --out models/
+                                 (pool the members' cells over the lung fields: variants measured out of
+                                 fold, heads refitted, calibration on the shifted set; minutes on 2 CPUs)
 """
 
 from __future__ import annotations
@@ -22,16 +25,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export-runtime", metavar="MODEL_DIR", help="only export MODEL_DIR's served graph to ONNX")
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--experiment-log", default="", help="CSV to append this run's figures to")
+    p.add_argument("--lung-gate", metavar="UNGATED_DIR", help="lung-gate the ensemble in UNGATED_DIR into --out")
+    p.add_argument("--out", default="models", help="where --lung-gate writes the model folder")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if args.export_runtime:
         export_runtime(Path(args.export_runtime))
         return
+    experiment_log = Path(args.experiment_log) if args.experiment_log else None
+    if args.lung_gate:
+        if not args.data_dir:
+            p.error("--lung-gate needs --data-dir (the training pool, to measure and refit on)")
+        from pneumonia.training.lung_gating import regate_model_dir
+
+        regate_model_dir(Path(args.lung_gate), args.data_dir, Path(args.cache_dir), Path(args.out), experiment_log)
+        return
     if not (args.data_dir and args.run):
         p.error("--data-dir and --run are required (or --export-runtime MODEL_DIR)")
     from pneumonia.training.finalize import finalize_saved_run
 
-    experiment_log = Path(args.experiment_log) if args.experiment_log else None
     finalize_saved_run(Path(args.run), args.data_dir, Path(args.cache_dir), experiment_log)
 
 

@@ -7,11 +7,11 @@ import pytest
 
 from pneumonia.core.decode import read_file
 from pneumonia.core.preprocess import to_model_input
-from pneumonia.serving.explain import METHODS, Explainer, overlay
+from pneumonia.serving.explain import METHODS, Explainer, keras_explainer, overlay
 
 
 def _explainer(classifier, method: str) -> Explainer:
-    return Explainer(classifier.keras_model(), method, last_conv_layer=classifier.metadata.last_conv_layer)
+    return keras_explainer(classifier, method)
 
 
 @pytest.fixture(scope="module")
@@ -57,31 +57,39 @@ def test_overlay_matches_the_xray(pneumonia_sample):
 
 def test_subtype_heatmap_differs_from_the_pneumonia_heatmap(classifier, model_input):
     """The heatmap can be asked what made an image look bacterial (the second logit)."""
-    last = classifier.metadata.last_conv_layer
-    pneumonia = Explainer(classifier.keras_model(), "gradcam", last_conv_layer=last)(model_input)
-    bacterial = Explainer(classifier.keras_model(), "gradcam", last_conv_layer=last, output_index=1)(model_input)
+    pneumonia = keras_explainer(classifier, "gradcam")(model_input)
+    bacterial = keras_explainer(classifier, "gradcam", output_index=1)(model_input)
     assert not pneumonia.flat and not bacterial.flat
     assert not np.allclose(pneumonia.cam, bacterial.cam, atol=1e-3)
 
 
-def test_one_pass_gradcam_equals_tf_keras_vis_gradcam(classifier, model_input):
-    """The patch-evidence shortcut gives tf-keras-vis' own Grad-CAM map."""
+def test_one_pass_gradcam_equals_tf_keras_vis_gradcam_weighted_by_the_lungs(classifier, model_input):
+    """The patch-evidence shortcut gives tf-keras-vis' own Grad-CAM map on an ungated model; on the
+    lung-gated model it is that map's cells each weighted by the lung weight the score gave them
+    (textbook Grad-CAM averages the gradient over all cells and would light cells the score ignores)."""
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.utils.scores import CategoricalScore
 
+    from pneumonia.serving.explain import upsample_like_tf_keras_vis
+
     last = classifier.metadata.last_conv_layer
-    fast = Explainer(classifier.keras_model(), "gradcam", last_conv_layer=last)
+    fast = keras_explainer(classifier, "gradcam")
     assert type(fast.visualizer).__name__ == "PatchGradcam"
     library = Gradcam(classifier.keras_model(), clone=True)
+    weights = classifier.lung_inputs(model_input[None])[0]
+    seed = model_input[None] if weights is None else [model_input[None], weights]
     for index in (0, 1):
         fast.visualizer.output_index = index
-        raw = library(
+        cams = library(
             CategoricalScore(index),
-            model_input[None],
+            seed,
             penultimate_layer=last,
             seek_penultimate_conv_layer=False,
             normalize_cam=False,
-        )[0]
+        )
+        raw = (cams[0] if isinstance(cams, list) else cams)[0]  # one map per input of a two-input model
+        if weights is not None:
+            raw = raw * upsample_like_tf_keras_vis(weights[0, ..., 0], raw.shape)
         want = (raw - raw.min()) / (raw.max() - raw.min())
         got = fast(model_input).cam
         assert np.corrcoef(want.ravel(), got.ravel())[0, 1] > 0.99

@@ -37,7 +37,9 @@ def keras_outputs(classifier, inputs) -> dict[str, np.ndarray]:
     from pneumonia.training.runtime_export import serving_graph
 
     graph = serving_graph(classifier.keras_model(), classifier.metadata)
-    return {k: np.asarray(v) for k, v in graph.predict_on_batch(inputs).items()}
+    weights = classifier.lung_inputs(inputs)[0]
+    feeds = inputs if weights is None else [inputs, weights]
+    return {k: np.asarray(v) for k, v in graph.predict_on_batch(feeds).items()}
 
 
 def test_runtime_probabilities_equal_the_keras_model(classifier, inputs, keras_outputs):
@@ -52,9 +54,9 @@ def test_runtime_probabilities_equal_the_keras_model(classifier, inputs, keras_o
 def test_runtime_heatmap_equals_tf_keras_vis_path(classifier, inputs):
     """The default heatmap from the runtime's patch evidence against Grad-CAM on the Keras model
     (the one-pass Grad-CAM that tests/test_explain.py holds equal to tf-keras-vis' own)."""
-    from pneumonia.serving.explain import Explainer
+    from pneumonia.serving.explain import keras_explainer
 
-    keras_gradcam = Explainer(classifier.keras_model(), "gradcam", last_conv_layer=classifier.metadata.last_conv_layer)
+    keras_gradcam = keras_explainer(classifier, "gradcam")
     runtime_gradcam = explainer_for(classifier, "gradcam")
     assert isinstance(runtime_gradcam, RuntimeGradcam)
     for x in inputs:
@@ -67,6 +69,7 @@ def test_runtime_outputs_are_what_the_metadata_records(classifier):
     runtime = classifier.metadata.runtime
     assert runtime["engine"] == "onnxruntime"
     assert set(runtime["outputs"]) == {MEMBER_LOGITS, EMBEDDING, PATCH_EVIDENCE}
+    assert classifier.graph.lung_gated == bool(classifier.lung_pooling)
     assert (ROOT / "models" / runtime["file"]).stat().st_size < 20e6
 
 

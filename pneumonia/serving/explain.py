@@ -53,20 +53,27 @@ class PatchGradcam:
     """Grad-CAM in one forward pass for a patch-evidence model: where the logit is the spatial mean
     of a 1x1 convolution of the last map (averaged over members), Grad-CAM's channel weights are that
     convolution's kernel divided by the map's size, so the map is ReLU(patch logit - bias), up to a
-    constant factor. Same result as tf-keras-vis' Gradcam (tests/test_explain.py compares them),
-    without gradients or a model clone."""
+    constant factor. For a lung-gated model the cells enter the score weighted by their lung weights,
+    and so does each cell's evidence here: the map is the weighted evidence that made the score (the
+    textbook mean gradient would light cells the score ignores). Same result as tf-keras-vis' Gradcam
+    on an ungated model (tests/test_explain.py compares them), without gradients or a model clone."""
 
-    def __init__(self, model: keras.Model, head, n_outputs: int, output_index: int):
+    def __init__(self, model: keras.Model, head, n_outputs: int, output_index: int, weights_layer: str | None = None):
         import keras
 
-        self.view = keras.Model(model.input, head.output)
+        outputs = [head.output] + ([model.get_layer(weights_layer).output] if weights_layer else [])
+        self.view = keras.Model(model.inputs, outputs)
         self.bias = np.asarray(head.get_weights()[1], np.float32)
         self.n_outputs, self.output_index = n_outputs, output_index
 
-    def __call__(self, _score, inputs: np.ndarray, **_kwargs) -> np.ndarray:
-        patches = np.asarray(self.view.predict_on_batch(inputs), np.float32) - self.bias
+    def __call__(self, _score, inputs, **_kwargs) -> np.ndarray:
+        out = self.view.predict_on_batch(inputs)
+        patches = np.asarray(out[0] if isinstance(out, list | tuple) else out, np.float32) - self.bias
+        if isinstance(out, list | tuple) and len(out) > 1:
+            patches = patches * np.asarray(out[1], np.float32)
         mean = patches[..., self.output_index :: self.n_outputs].mean(axis=-1)
-        return np.stack([upsample_like_tf_keras_vis(np.maximum(m, 0), inputs.shape[1:3]) for m in mean])
+        size = np.shape(inputs[0] if isinstance(inputs, list) else inputs)[1:3]
+        return np.stack([upsample_like_tf_keras_vis(np.maximum(m, 0), size) for m in mean])
 
 
 def upsample_like_tf_keras_vis(cell_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -118,11 +125,20 @@ def explainer_for(classifier, method: str = "gradcam", output_index: int = 0):
     runtime = classifier.metadata.runtime or {}
     if method == "gradcam" and PATCH_EVIDENCE in runtime.get("outputs", []):
         return RuntimeGradcam(classifier, output_index)
+    return keras_explainer(classifier, method, output_index)
+
+
+def keras_explainer(classifier, method: str = "gradcam", output_index: int = 0) -> Explainer:
+    """``method`` through tf-keras-vis on the classifier's Keras model, explaining the score the runtime
+    gives: for a lung-gated model with each film's own lung weights as the second input."""
+    pooling = getattr(classifier, "lung_pooling", None) or {}
     return Explainer(
         classifier.keras_model(),
         method,
         last_conv_layer=classifier.metadata.last_conv_layer,
         output_index=output_index,
+        lung_weights=(lambda x: classifier.lung_inputs(x)[0]) if pooling else None,
+        weights_layer=pooling.get("weights_layer"),
     )
 
 
@@ -133,7 +149,16 @@ class Explainer:
     ``last_conv_layer`` comes from the model's metadata (``ModelMetadata.last_conv_layer``).
     """
 
-    def __init__(self, model: keras.Model, method: str = "gradcam", *, last_conv_layer: str, output_index: int = 0):
+    def __init__(
+        self,
+        model: keras.Model,
+        method: str = "gradcam",
+        *,
+        last_conv_layer: str,
+        output_index: int = 0,
+        lung_weights=None,
+        weights_layer: str | None = None,
+    ):
         from tf_keras_vis.gradcam import Gradcam
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
         from tf_keras_vis.layercam import Layercam
@@ -146,11 +171,13 @@ class Explainer:
         self.n_outputs = int(model.output.shape[-1])
         head = patch_logit_layer(model, last_conv_layer) if method == "gradcam" else None
         if head is not None:
-            self.visualizer = PatchGradcam(model, head, self.n_outputs, output_index)
+            self.visualizer = PatchGradcam(model, head, self.n_outputs, output_index, weights_layer)
         else:
             # Linear output: gradients of the logit, not of a saturated sigmoid.
             self.visualizer = cls(model, model_modifier=ReplaceToLinear(), clone=True)
         self.method = method
+        # a lung-gated model's second input: model inputs (N, S, S, 1) -> the cells' weights
+        self.lung_weights = lung_weights
         self.last_conv_layer = last_conv_layer
         # which logit the map explains: 0 = pneumonia, 1 = bacterial (rather than viral)
         self.output_index = output_index
@@ -160,11 +187,16 @@ class Explainer:
         from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
 
         kwargs = {"max_N": SCORECAM_MAX_N} if self.method == "scorecam" else {}
+        seed = np.asarray(model_input, np.float32)[None]
+        weights = None
+        if self.lung_weights is not None:  # the same gated score the runtime gives
+            weights = self.lung_weights(seed)
+            seed = [seed, weights]
         with self._lock:
             raw = self.visualizer(
                 # evidence for the chosen output: a logit of a multi-output model, or the single output
                 CategoricalScore(self.output_index) if self.n_outputs > 1 else BinaryScore(True),
-                np.asarray(model_input, np.float32)[None],
+                seed,
                 penultimate_layer=self.last_conv_layer,
                 # use the named ReLU output itself: by default the library walks back to the
                 # conv layer before it, whose signed pre-activation output zeroes Grad-CAM++
@@ -172,7 +204,14 @@ class Explainer:
                 normalize_cam=False,
                 **kwargs,
             )
-        return normalised_heatmap(np.asarray(raw)[0], self.method)
+        if isinstance(raw, list):  # one map per input of a two-input model: the image's
+            raw = raw[0]
+        raw = np.asarray(raw)[0]
+        if weights is not None and not isinstance(self.visualizer, PatchGradcam):
+            # a CAM method's channel weights are global, so its map would light cells the gated score
+            # never read: each cell's part is its lung weight times the method's local evidence
+            raw = raw * upsample_like_tf_keras_vis(weights[0, ..., 0], raw.shape[:2])
+        return normalised_heatmap(raw, self.method)
 
 
 def overlay(pixels: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:

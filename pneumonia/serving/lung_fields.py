@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,7 +58,7 @@ class LungSegmenter:
     def __init__(self, path: str | Path = DEFAULT_SEGMENTER, threads: int | None = None):
         import onnxruntime as ort
 
-        path = Path(path)
+        path = self.path = Path(path)
         if not path.exists():
             raise FileNotFoundError(
                 f"The lung-field segmenter {path.name} is missing from {path.parent}; train and export it with "
@@ -111,3 +112,68 @@ def lung_outline(mask: np.ndarray, tolerance: float = 1.0) -> list[np.ndarray]:
             p = (p + 0.5) / [w, h]
             outlines.append(np.vstack([p, p[:1]]))
     return outlines
+
+
+def cell_coverage(masks: np.ndarray, grid: int) -> np.ndarray:
+    """The share of each cell of a ``grid`` x ``grid`` map that is lung field, (N, grid, grid) float32,
+    for boolean masks (N, S, S) whose side S is a multiple of ``grid`` (224 = 14 cells of 16 px)."""
+    masks = np.asarray(masks, np.float32)
+    n, side = masks.shape[0], masks.shape[1]
+    if side % grid:
+        raise ValueError(f"a {side} px mask does not split into {grid} equal cells")
+    step = side // grid
+    return masks.reshape(n, grid, step, grid, step).mean(axis=(2, 4))
+
+
+def pooling_weights(coverage: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """Per-cell pooling weights (N, grid, grid, 1) from lung coverage: coverage ** ``power``, scaled so
+    that they average 1 over the cells (the model's mean over cells is then the lung-weighted mean).
+    A film without any lung gets zeros (its score is refused, never pooled over all cells)."""
+    w = np.power(np.clip(np.asarray(coverage, np.float32), 0.0, 1.0), power)
+    mean = w.mean(axis=(1, 2), keepdims=True)
+    scaled = np.divide(w, mean, out=np.zeros_like(w), where=mean > 0)
+    return scaled[..., None].astype(np.float32)
+
+
+@dataclass
+class LungFields:
+    """The lung fields a film's score was pooled over, and whether they are plausible enough to use."""
+
+    mask: np.ndarray  # (224, 224) bool: the fields that were used
+    share: float  # of the image
+    regions: int
+    refusal: str | None = None  # why the film cannot be scored on its lungs (then it is not scored)
+    notice: str | None = None  # scored, but the reader should look at the outline
+
+
+def assess_lung_fields(mask: np.ndarray, limits: dict) -> LungFields:
+    """Plausibility of one film's fields against ``limits`` (the model metadata's ``lung_pooling``
+    limits, measured on the training pool): no lung or a tiny region is refused, fields far outside
+    the usual share of the image are refused, and fields merely unusual get a notice."""
+    mask = np.asarray(mask, bool)
+    share = float(mask.mean())
+    regions = int(cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1)
+    fields = LungFields(mask, share, regions)
+    pct = f"{share:.0%} of the image"
+    if regions == 0 or share < limits["refuse_below"]:
+        fields.refusal = (
+            f"The lung fields could not be found on this film (the outline found covers {pct}); the score is "
+            "taken from the lungs only, so this film is not scored. Check that it is a frontal chest film."
+        )
+    elif share > limits["refuse_above"]:
+        fields.refusal = (
+            f"The area taken for lung fields covers {pct}, far more than on any chest film the model was "
+            "checked on; the score would not come from the lungs, so this film is not scored."
+        )
+    elif regions == 1 and share < limits["notice_below"]:
+        fields.notice = (
+            f"Only one small lung region was found ({pct}); the score comes from that region only. "
+            "Turn on the lung outline to see which part of the film was read."
+        )
+    elif not limits["notice_below"] <= share <= limits["notice_above"]:
+        fields.notice = (
+            f"The lung fields found cover {pct}, outside the usual range on the training films "
+            f"({limits['notice_below']:.0%}-{limits['notice_above']:.0%}); turn on the lung outline to check "
+            "which part of the film the score was taken from."
+        )
+    return fields

@@ -11,6 +11,8 @@ import numpy as np
 
 from pneumonia.core import calibration
 from pneumonia.core.operating_points import ThresholdChoice
+from pneumonia.serving import lung_fields
+from pneumonia.serving.lung_fields import LungFields
 from pneumonia.serving.metadata import RUNTIME_FILE, ModelMetadata, read_metadata
 from pneumonia.serving.runtime import EMBEDDING, MEMBER_LOGITS, PATCH_EVIDENCE, ServedGraph
 
@@ -28,6 +30,7 @@ class Prediction:
     bacterial_probability: float | None = None  # calibrated; bacterial rather than viral, if pneumonia
     ensemble_spread: float | None = None  # std of the members' calibrated pneumonia probabilities
     patch_evidence: np.ndarray | None = None  # (14, 14, members * outputs): the default heatmap's source
+    lung_fields: LungFields | None = None  # the fields the score was pooled over (lung-gated models)
 
 
 @dataclass
@@ -58,6 +61,11 @@ class Classifier:
         self.graph: ServedGraph = ServedGraph(self.model_dir / runtime_file, threads=threads)
         self.spec = self.metadata.input_spec
         self.gate = Gate.load(self.model_dir / self.metadata.gate_file)
+        # a lung-gated model pools its cells over the lung fields that the segmenter finds
+        self.lung_pooling: dict | None = self.metadata.extra.get("lung_pooling")
+        self.segmenter = None
+        if self.lung_pooling:
+            self.segmenter = lung_fields.LungSegmenter(self.model_dir / self.lung_pooling["segmenter"], threads=threads)
         self._keras_model: keras.Model | None = None
         self._keras_lock = threading.Lock()
 
@@ -67,6 +75,8 @@ class Classifier:
         with self._keras_lock:
             if self._keras_model is None:
                 import keras
+
+                import pneumonia.serving.keras_layers  # noqa: F401 - registers the lung-gated model's layer
 
                 self._keras_model = keras.models.load_model(self.model_dir / self.metadata.model_file, compile=False)
             return self._keras_model
@@ -91,17 +101,42 @@ class Classifier:
     def threshold(self, operating_point: str) -> float:
         return self.resolve_threshold(operating_point).threshold
 
-    def run_graph(self, batch: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
-        """The served graph's outputs for model inputs, in chunks of ``batch_size``."""
-        parts = [self.graph.run(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
-        if not parts:
-            parts = [self.graph.run(np.zeros((1, self.spec.size, self.spec.size, 1), np.float32))]
-            return {k: v[:0] for k, v in parts[0].items()}
+    def lung_inputs(self, batch: np.ndarray) -> tuple[np.ndarray | None, list[LungFields | None]]:
+        """The cells' pooling weights (N, grid, grid, 1) and each film's assessed lung fields; for a
+        model without lung gating (None, [None, ...]). A film whose fields are refused gets zero weights."""
+        if not self.lung_pooling:
+            return None, [None] * len(batch)
+        masks = self.segmenter.masks(batch)
+        fields = [lung_fields.assess_lung_fields(m, self.lung_pooling["limits"]) for m in masks]
+        coverage = lung_fields.cell_coverage(masks, int(self.lung_pooling["grid"]))
+        weights = lung_fields.pooling_weights(coverage, float(self.lung_pooling["power"]))
+        weights[[f.refusal is not None for f in fields]] = 0.0
+        return weights, fields
+
+    def run_graph(
+        self, batch: np.ndarray, batch_size: int = 64, lung_weights: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """The served graph's outputs for model inputs, in chunks of ``batch_size`` (a lung-gated graph:
+        with the cells' weights, from the segmenter when not given)."""
+        batch = np.asarray(batch, np.float32)
+        if not len(batch):
+            batch = np.zeros((1, self.spec.size, self.spec.size, 1), np.float32)
+            return {k: v[:0] for k, v in self.run_graph(batch, batch_size).items()}
+        if self.lung_pooling and lung_weights is None:
+            lung_weights = self.lung_inputs(batch)[0]
+        parts = [
+            self.graph.run(
+                batch[i : i + batch_size], None if lung_weights is None else lung_weights[i : i + batch_size]
+            )
+            for i in range(0, len(batch), batch_size)
+        ]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def predict(self, batch: np.ndarray) -> list[Prediction]:
         """Calibrated probabilities (and embeddings for the gate) for a batch of model inputs."""
-        out = self.run_graph(np.asarray(batch, np.float32))
+        batch = np.asarray(batch, np.float32)
+        weights, fields = self.lung_inputs(batch)
+        out = self.run_graph(batch, lung_weights=weights)
         split = EnsembleLogits.from_raw(out[MEMBER_LOGITS], self.outputs)
         pneumonia = split.pneumonia.mean(axis=1)
         probs = calibration.apply(self.metadata.calibration, pneumonia)
@@ -113,8 +148,8 @@ class Classifier:
             bacterial = calibration.apply(self.metadata.extra.get("subtype_calibration"), split.bacterial.mean(axis=1))
         patches = out.get(PATCH_EVIDENCE, [None] * len(probs))
         return [
-            Prediction(float(lo), float(p), e, None if b is None else float(b), None if s is None else float(s), pe)
-            for lo, p, e, b, s, pe in zip(pneumonia, probs, out[EMBEDDING], bacterial, spread, patches)
+            Prediction(float(lo), float(p), e, None if b is None else float(b), None if s is None else float(s), pe, lf)
+            for lo, p, e, b, s, pe, lf in zip(pneumonia, probs, out[EMBEDDING], bacterial, spread, patches, fields)
         ]
 
     @property

@@ -70,6 +70,13 @@ def _fill_prediction(clf: Classifier, result: ImageResult, pred: object) -> None
     """Probability and gate from one prediction; the subtype and ensemble spread when the model gives them."""
     result.logit, result.probability = pred.logit, pred.probability
     result.gate = clf.gate.check(result.xray, result.model_input, pred.embedding)
+    result.lung_fields = getattr(pred, "lung_fields", None)
+    if result.lung_fields is not None and result.lung_fields.refusal:
+        # scored from the lungs or not at all: never from every cell of a film whose lungs are not found
+        result.gate.ok = False
+        result.gate.reasons.append(result.lung_fields.refusal)
+    elif result.lung_fields is not None and result.lung_fields.notice:
+        result.notices.append(result.lung_fields.notice)
     if result.gate.ok:
         bacterial = getattr(pred, "bacterial_probability", None)
         spread = getattr(pred, "ensemble_spread", None)

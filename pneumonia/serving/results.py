@@ -9,6 +9,7 @@ import numpy as np
 from pneumonia.core.decode import XRay
 from pneumonia.core.labels import label_at
 from pneumonia.serving.gate import GateResult
+from pneumonia.serving.lung_fields import LungFields
 
 # Ensemble spread (the spread of the members' pneumonia probabilities) above which the page flags
 # that the members disagree: the probability is then less settled than its value suggests.
@@ -33,6 +34,8 @@ class ImageResult:
     # output or the image was refused
     bacterial_probability: float | None = None
     ensemble_spread: float | None = None  # spread of the ensemble members' probabilities; None for one model
+    # the lung fields the score was pooled over (a lung-gated model), drawn by the viewer's outline toggle
+    lung_fields: LungFields | None = None
 
     @property
     def scored(self) -> bool:

@@ -16,7 +16,8 @@ import numpy as np
 RUNTIME_ENGINE = "onnxruntime"
 MEMBER_LOGITS = "member_logits"  # (N, members * outputs)
 EMBEDDING = "embedding"  # (N, D): the gate's embedding
-PATCH_EVIDENCE = "patch_evidence"  # (N, 14, 14, members * outputs): logit per patch, less the bias
+PATCH_EVIDENCE = "patch_evidence"  # (N, 14, 14, members * outputs): logit per cell less the bias, times its weight
+LUNG_WEIGHTS = "lung_weights"  # second input of a lung-gated graph: (N, 14, 14, 1) pooling weight per cell
 
 
 def _session_options(threads: int | None):
@@ -46,13 +47,24 @@ class ServedGraph:
         self.session = ort.InferenceSession(
             str(path), sess_options=_session_options(threads), providers=["CPUExecutionProvider"]
         )
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_name = next(n for n in self.input_names if n != LUNG_WEIGHTS)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._lock = threading.Lock()
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output of the graph for a batch of model inputs (N, S, S, 1) float32."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+    @property
+    def lung_gated(self) -> bool:
+        """The graph pools its cells with per-cell weights given as a second input."""
+        return LUNG_WEIGHTS in self.input_names
+
+    def run(self, batch: np.ndarray, lung_weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Every output of the graph for a batch of model inputs (N, S, S, 1) float32 (and, for a
+        lung-gated graph, the cells' pooling weights (N, h, w, 1))."""
+        feeds = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        if self.lung_gated:
+            if lung_weights is None:
+                raise ValueError("this model pools over the lung fields: it needs the cells' lung weights")
+            feeds[LUNG_WEIGHTS] = np.ascontiguousarray(lung_weights, dtype=np.float32)
         with self._lock:
-            values = self.session.run(self.output_names, {self.input_name: batch})
+            values = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, values))

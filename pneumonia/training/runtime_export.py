@@ -6,8 +6,11 @@ The served graph is the trained Keras model cut to what serving reads, in one pa
 * ``embedding``: the first member's last feature map averaged over space, which the gate compares
   with the training set's;
 * ``patch_evidence``: each member's logit per cell of the 14x14 map before averaging, less the
-  head's bias. For a patch-evidence network this is the default heatmap: Grad-CAM's map is
-  ReLU(patch logit - bias) up to a constant factor (:mod:`pneumonia.serving.explain`).
+  head's bias; for a lung-gated model times the cell's pooling weight, so it is exactly the evidence
+  that entered the score. For a patch-evidence network this is the default heatmap: Grad-CAM's map is
+  ReLU(patch evidence) up to a constant factor (:mod:`pneumonia.serving.explain`).
+
+A lung-gated model takes the cells' lung weights as a second input (``lung_weights``).
 
 TensorFlow stays what trains the model and what the optional tf-keras-vis methods run on.
 """
@@ -44,7 +47,20 @@ def serving_graph(model: keras.Model, metadata: ModelMetadata) -> keras.Model:
     if head is not None:
         bias = np.asarray(head.get_weights()[1], np.float32)
         outputs[PATCH_EVIDENCE] = keras.ops.subtract(head.output, bias)
-    return keras.Model(model.input, outputs, name="served_graph")
+        pooling = metadata.extra.get("lung_pooling")
+        if pooling:
+            weights = model.get_layer(pooling["weights_layer"]).output
+            outputs[PATCH_EVIDENCE] = keras.ops.multiply(outputs[PATCH_EVIDENCE], weights)
+    return keras.Model(model.inputs, outputs, name="served_graph")
+
+
+def example_inputs(model: keras.Model, images: np.ndarray) -> list[np.ndarray] | np.ndarray:
+    """The model's inputs for ``images``: with uniform lung weights for a lung-gated model."""
+    images = np.asarray(images, np.float32)
+    if len(model.inputs) == 1:
+        return images
+    grid = model.inputs[1].shape[1:]
+    return [images, np.ones((len(images), *grid), np.float32)]
 
 
 def export_onnx(model: keras.Model, metadata: ModelMetadata, out: Path) -> dict:
@@ -53,7 +69,8 @@ def export_onnx(model: keras.Model, metadata: ModelMetadata, out: Path) -> dict:
 
     graph = serving_graph(model, metadata)
     size = metadata.input_spec.size
-    graph.predict_on_batch(np.zeros((1, size, size, 1), np.float32))  # Keras exports only a model that ran
+    # Keras exports only a model that ran
+    graph.predict_on_batch(example_inputs(model, np.zeros((1, size, size, 1), np.float32)))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = out / RUNTIME_FILE
@@ -76,8 +93,12 @@ def check_agreement(model: keras.Model, metadata: ModelMetadata, out: Path, inpu
     """Largest absolute difference per output between the Keras graph and the exported file."""
     from pneumonia.serving.runtime import ServedGraph
 
-    expected = serving_graph(model, metadata).predict_on_batch(np.asarray(inputs, np.float32))
-    got = ServedGraph(Path(out) / RUNTIME_FILE).run(np.asarray(inputs, np.float32))
+    feeds = example_inputs(model, inputs)
+    if isinstance(feeds, list):  # lung weights that are not uniform: one vertical band of cells
+        feeds[1][:, :, : feeds[1].shape[2] // 2] = 0.0
+    expected = serving_graph(model, metadata).predict_on_batch(feeds)
+    graph = ServedGraph(Path(out) / RUNTIME_FILE)
+    got = graph.run(feeds[0], feeds[1]) if isinstance(feeds, list) else graph.run(feeds)
     return {name: float(np.abs(np.asarray(expected[name]) - got[name]).max()) for name in got}
 
 
@@ -86,6 +107,7 @@ def export_model_dir(model_dir: Path, check_inputs: np.ndarray | None = None) ->
     ``check_inputs``: model inputs on which the file must agree with Keras (1e-4 on the logits)."""
     import keras
 
+    import pneumonia.serving.keras_layers  # noqa: F401 - the lung-gated model's layer
     from pneumonia.serving.metadata import read_metadata
     from pneumonia.training import artifacts
 
