@@ -53,7 +53,17 @@ _SCRIPT = """
     const m = meta(gd);
     restore(gd);
     gd.on("plotly_relayout", function (change) {
-      if (change && (change["xaxis.autorange"] || change["yaxis.autorange"])) { state.view = null; return; }
+      if (change && (change["xaxis.autorange"] || change["yaxis.autorange"])) {
+        state.view = null;
+        // back to the whole film with explicit ranges, as first drawn: under autorange the second panel,
+        // which follows the first's axes without a scale anchor of its own, stretched to the full width
+        if (window.Plotly && !gd.__xrayResetting) {
+          gd.__xrayResetting = true;
+          window.Plotly.relayout(gd, { "xaxis.range": [-0.5, m.width - 0.5], "yaxis.range": [m.height - 0.5, -0.5] })
+            .then(function () { gd.__xrayResetting = false; }, function () { gd.__xrayResetting = false; });
+        }
+        return;
+      }
       remember(gd);
     });
     if (m.__META__ !== state.image) {

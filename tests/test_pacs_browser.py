@@ -254,6 +254,26 @@ _TITLE_UNDER_TOOLBAR = """() => {
 }"""
 
 
+_PANELS = """() => [...document.querySelectorAll('.js-plotly-plot image')].map(i => {
+  const r = i.getBoundingClientRect(); return [Math.round(r.width), Math.round(r.height)]; })"""
+
+
+def _equal_panels_after_a_double_click(page) -> None:
+    """Zoom, then double-click to reset: the two panels come back the same shape (the overlay panel was
+    stretched to the full width)."""
+    from tests.test_browser import _wait_for_view, _zoom_in
+
+    settle(page)  # the film drawn after the last change: no new chart replaces the one zoomed
+    _zoom_in(page)
+    page.locator(".js-plotly-plot .nsewdrag").first.dblclick()
+    _wait_for_view(page, "v.x1 - v.x0 > 0.99")  # the whole film again
+    page.wait_for_function(
+        f"() => {{ const p = ({_PANELS})(); return p.length >= 2 && p.every("  # the film twice, the heatmap
+        "q => Math.abs(q[0] - p[0][0]) <= 2 && Math.abs(q[1] - p[0][1]) <= 2); }",
+        timeout=WAIT_MS,
+    )
+
+
 def test_window_level_by_right_drag_invert_and_no_title_under_the_toolbar(shift_app, browser):
     """A right-button drag on the film sets window and level (the sliders follow and the film is drawn
     again); "Invert" swaps black and white; the chart's toolbar covers no panel title."""
@@ -282,6 +302,7 @@ def test_window_level_by_right_drag_invert_and_no_title_under_the_toolbar(shift_
         timeout=WAIT_MS,
     )
     dragged = _wait_for_new_image(page, before)
+    _equal_panels_after_a_double_click(page)
     page.get_by_text("Invert", exact=True).click()
     _wait_for_new_image(page, dragged)
     page.locator(".js-plotly-plot .nsewdrag").first.hover()
