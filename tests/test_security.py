@@ -405,6 +405,7 @@ def test_a_viewer_sees_names_as_text_no_audit_trail_and_a_download_expires(
         page.on("request", lambda request: fetched.append(request.url))
         _sign_in(page, url, "sam.viewer")
         name = HOSTILE_NAMES[0]
+        page.locator('input[type="file"]').wait_for(state="attached", timeout=WAIT_MS)
         page.locator('input[type="file"]').set_input_files(
             {"name": name, "mimeType": "image/jpeg", "buffer": pneumonia_sample.read_bytes()}
         )
