@@ -339,6 +339,20 @@ def test_the_node_refuses_other_callers_and_keeps_sender_uids_out_of_the_log(
         node_access({"PNEUMONIA_NODE_ADDRESSES": "the ward"})
 
 
+def test_the_proxy_rules_the_readme_gives_are_the_ones_deployed():
+    """/_stcore/metrics answered without sign-in: closed at nginx (tests/test_deploy.py requests it through
+    a real nginx); the rules the README's security section shows are those deploy/ installs."""
+    readme = (ROOT / "README.md").read_text()
+    security = readme[readme.index("## Security") :]
+    rules = re.findall(r"location \^~ (\S+) \{ return 404; \}", security[: security.index("\n## ", 5)])
+    deployed = (ROOT / "deploy" / "nginx" / "pneumonia-review.conf.in").read_text()
+    assert "/_stcore/metrics" in rules
+    for path in rules:
+        assert f"location ^~ {path} {{ return 404; }}" in deployed, path
+    config = (ROOT / ".streamlit" / "config.toml").read_text()
+    assert "enableAgentApi = false" in config and "enableStaticServing = false" in config
+
+
 # ------------------------------------------------------------------ the app behind the real provider
 
 
