@@ -516,9 +516,10 @@ def report_download(
     )
 
 
-def audit_rows(log, whole: bool, limit: int, me: identity.Reader) -> pd.DataFrame:
-    """The newest audit rows: all of them for a site administrator, else only this reader's own."""
-    rows = log.recent(limit if whole else 100_000)
+def audit_rows(log, whole: bool, limit: int, me: identity.Reader, searched: int = 5000) -> pd.DataFrame:
+    """The newest audit rows: all of them for a site administrator, else only this reader's own (among
+    the newest ``searched``: the panel is drawn on every run)."""
+    rows = log.recent(limit if whole else max(searched, limit))
     if not whole:
         rows = rows[rows["reader_id"] == me.subject] if me.subject else rows[rows["reader"] == me.name]
     return rows.head(limit).copy()
@@ -526,7 +527,7 @@ def audit_rows(log, whole: bool, limit: int, me: identity.Reader) -> pd.DataFram
 
 def audit_csv(log, whole: bool, me: identity.Reader) -> bytes:
     """The CSV the button downloads, made when clicked; no cell can start a spreadsheet formula."""
-    return csv_safe_frame(audit_rows(log, whole, 100_000, me)).to_csv(index=False).encode()
+    return csv_safe_frame(audit_rows(log, whole, 100_000, me, 100_000)).to_csv(index=False).encode()
 
 
 def audit_trail() -> None:
