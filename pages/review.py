@@ -304,11 +304,7 @@ def viewer(result: ImageResult) -> None:
         c = viewer_controls(result)
     st.session_state[_CONTROLS] = c  # for preparing the neighbouring films
     window_drag.window_drag(c["level"], c["window"])  # right-drag on the film sets window/level
-    if c["show"] and c["method"] != "gradcam":
-        with st.spinner(SLOWER_METHODS.format(method=METHODS[c["method"]])):
-            figure, heat, target = viewer_parts(result, c)
-    else:
-        figure, heat, target = viewer_parts(result, c)
+    figure, heat, target = viewer_parts_saying_why(result, c)
     with film:
         st.plotly_chart(figure, width="stretch", key="viewer", config={"displaylogo": False, "scrollZoom": True})
         st.caption(viewer_caption(result, c, target))
@@ -326,6 +322,14 @@ SLOWER_METHODS = (
     "later films take about 1 s each (the next and previous films are prepared while you read). "
     "Grad-CAM runs on the serving runtime in about 0.1 s."
 )
+
+
+def viewer_parts_saying_why(result: ImageResult, c: dict):
+    """:func:`viewer_parts`, with a word while a slower heatmap method works (TensorFlow's first load)."""
+    if not c["show"] or c["method"] == "gradcam":
+        return viewer_parts(result, c)
+    with st.spinner(SLOWER_METHODS.format(method=METHODS[c["method"]])):
+        return viewer_parts(result, c)
 
 
 def viewer_parts(result: ImageResult, c: dict):
@@ -561,6 +565,11 @@ def reading_room(
     identities = identities or {}
     result = worklist(results, identities) if len(results) > 1 else results[0]
     who = identities.get(result.xray.sha256) if result.xray else None
+    controls = st.session_state.get(_CONTROLS)
+    if result.scored and result.xray and controls is not None:  # the film's figure built before its title is
+        viewer_parts_saying_why(
+            result, {**controls, "output": 0 if result.label != "PNEUMONIA" else controls["output"]}
+        )
     st.divider()
     image_header(result, results, who)
     if explain_why_not_scored(result):
