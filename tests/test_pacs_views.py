@@ -123,3 +123,14 @@ def test_the_page_starts_on_todays_studies_and_opens_them_all_with_whose_film_it
     audit = AuditLog().to_csv()
     audit = audit.decode() if isinstance(audit, bytes) else audit
     assert "TODAY" not in audit and "Rivera" not in audit and len(AuditLog().recent(10)) == 1
+    # a refresh finds a new arrival and keeps the open films, the open film and the read; the read study
+    # now says "read here"
+    shown = next(t for t in at.text_input if t.label.startswith("Accession or study reference")).value
+    later = day_of_studies(samples, day.strftime("%Y%m%d"), 4, "TODAY")[3]
+    load(orthanc, later)
+    next(b for b in at.button if b.label == "Refresh").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    listed = at.dataframe[0].value.set_index("Accession")
+    assert "TODAY-004" in listed.index and listed.loc[shown, "Status"] == "read here"
+    assert next(t for t in at.text_input if t.label.startswith("Accession or study reference")).value == shown
+    assert len(next(d.value for d in at.dataframe if "accession" in d.value.columns)) == 3
