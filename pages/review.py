@@ -326,6 +326,7 @@ SLOWER_METHODS = (
 
 def viewer_parts_saying_why(result: ImageResult, c: dict):
     """:func:`viewer_parts`, with a word while a slower heatmap method works (TensorFlow's first load)."""
+    wait_for_worker(result, c)
     if not c["show"] or c["method"] == "gradcam":
         return viewer_parts(result, c)
     with st.spinner(SLOWER_METHODS.format(method=METHODS[c["method"]])):
@@ -347,12 +348,28 @@ def viewer_parts(result: ImageResult, c: dict):
 
 
 _NEIGHBOURS = "neighbour_generation"  # session state: {"now": n}, the latest neighbour preparation asked for
+WAIT_FOR_NEIGHBOUR_S = 30  # a step waits this long at most for the worker already building its film
 
 
 @st.cache_resource(show_spinner=False)
-def neighbour_pool() -> ThreadPoolExecutor:
-    """One worker for the whole server: it builds neighbouring films while the page waits for the reader."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="neighbour-films")
+def neighbour_pool() -> tuple[ThreadPoolExecutor, dict]:
+    """One worker for the whole server: it builds neighbouring films while the page waits for the reader;
+    and the films it is building (key -> future), so a step to one of them waits instead of building twice."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="neighbour-films"), {}
+
+
+def film_key(result: ImageResult, c: dict) -> tuple:
+    return result.xray.sha256, c["show"], c["method"], c["output"], c["level"], c["window"], c.get("invert", False)
+
+
+def wait_for_worker(result: ImageResult, c: dict) -> None:
+    """If the background worker is building this very film, let it finish (the caches then hold it)."""
+    future = neighbour_pool()[1].get(film_key(result, c))
+    if future is not None and not future.done():
+        try:
+            future.result(timeout=WAIT_FOR_NEIGHBOUR_S)
+        except Exception:  # the step builds the film itself, and says why if it cannot
+            return
 
 
 def prepare_neighbours(results: list[ImageResult], result: ImageResult) -> None:
@@ -364,28 +381,29 @@ def prepare_neighbours(results: list[ImageResult], result: ImageResult) -> None:
     if len(order) < 2 or sorted(order) != list(range(1, len(results) + 1)) or controls is None or result not in results:
         return
     i = order.index(results.index(result) + 1)
-    films = []
-    for item in dict.fromkeys([order[(i + 1) % len(order)], order[i - 1]]):
+    latest = st.session_state.setdefault(_NEIGHBOURS, {"now": 0})
+    latest["now"] += 1
+    pool, building = neighbour_pool()
+    for k, item in enumerate(dict.fromkeys([order[(i + 1) % len(order)], order[i - 1]])):
         neighbour = results[item - 1]
         if neighbour.scored and neighbour.xray:
             outputs = resources.explainable_outputs() if neighbour.label == "PNEUMONIA" else {0: "Pneumonia"}
-            films.append(
-                (neighbour, {**controls, "output": controls["output"] if controls["output"] in outputs else 0})
-            )
-    latest = st.session_state.setdefault(_NEIGHBOURS, {"now": 0})
-    latest["now"] += 1
-    neighbour_pool().submit(_prepare, get_script_run_ctx(), films, latest, latest["now"])
+            c = {**controls, "output": controls["output"] if controls["output"] in outputs else 0}
+            key = film_key(neighbour, c)
+            if key not in building or building[key].done():
+                building[key] = pool.submit(_prepare, get_script_run_ctx(), neighbour, c, latest, latest["now"], k)
+    for key in [key for key, future in building.items() if future.done()]:
+        building.pop(key, None)
 
 
-def _prepare(ctx, films: list, latest: dict, generation: int) -> None:
-    """The worker's job: skipped once the reader has moved on (a newer job was asked for)."""
+def _prepare(ctx, film: ImageResult, controls: dict, latest: dict, generation: int, rank: int) -> None:
+    """The worker's job: skipped once the reader has moved on two films (a newer job was asked for)."""
     add_script_run_ctx(threading.current_thread(), ctx)  # the caches know whose session asks
+    if latest["now"] - generation > 1 or (rank and latest["now"] != generation):
+        return
     try:
-        for film, controls in films:
-            if latest["now"] != generation:
-                return
-            viewer_parts(film, controls)
-    except Exception:
+        viewer_parts(film, controls)
+    except Exception:  # best effort: a J/K step builds what is missing itself, and says why
         return
 
 
@@ -417,6 +435,11 @@ def viewer_caption(result: ImageResult, c: dict, target: str) -> str:
     if not c["show"]:
         return f"Heatmap off. {navigation}"
     words = f"{METHODS[c['method']]}: regions that raised {target}, not where disease is."
+    if result.lung_fields is not None:
+        words += (
+            " The score is read from the lung fields only (the outline toggle shows them), and the map shows only "
+            "the evidence that entered it."
+        )
     if c["method"] != "gradcam":
         words += " Slower than Grad-CAM (TensorFlow, about 1 s a film; the neighbours are prepared while you read)."
     if c["output"] == 0 and result.label == "NORMAL":
