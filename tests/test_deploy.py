@@ -421,13 +421,20 @@ async def _sign_in(page, url: str) -> None:
     await page.get_by_role("heading", name="Review chest x-rays").wait_for()
 
 
-async def _save_read(page, runs: ScriptRuns, film: Path) -> None:
-    """Upload ``film``, wait for its result and the page's end, agree, save, wait for the saved note."""
+async def _save_read(page, runs: ScriptRuns, film: Path, listed: int = 1) -> None:
+    """Upload ``film``, wait for its result and the read form, agree, save, wait for the saved note.
+    In a worklist that already holds films (``listed`` after this upload) the new one is last: Next
+    (J) steps to it, as a reader does."""
     step = runs.mark()
     await page.locator('input[type="file"]').set_input_files(str(film))
+    if listed > 1:
+        await page.get_by_text(f"Worklist ({listed} scored of {listed})").wait_for()
+        await runs.settled(step)
+        step = runs.mark()
+        await page.get_by_role("button", name="Next", exact=True).click()  # the worklist's Next film (J)
     await page.get_by_role("heading", name=film.name).wait_for()
     await page.get_by_text("Pneumonia probability").wait_for()
-    await page.get_by_text("Audit trail (recent reviews)").wait_for()
+    await page.get_by_role("button", name="Save review").wait_for()  # the read form, below the result
     await runs.settled(step)
     await page.get_by_text("Agree", exact=True).click()
     step = runs.mark()
@@ -468,9 +475,16 @@ class Shifts:
         self.runs.append(ScriptRuns(page))
         await self._guarded(reader, _sign_in(page, self.url))
 
-    async def save(self, reader: int, film: Path) -> None:
-        await self._guarded(reader, _save_read(self.pages[reader], self.runs[reader], film))
+    async def save(self, reader: int, film: Path, listed: int = 1) -> None:
+        await self._guarded(reader, _save_read(self.pages[reader], self.runs[reader], film, listed))
         self.shifts[reader].films.append(film.name)
+
+    async def still_signed_in(self, reader: int) -> None:
+        """A reader on the server that lives: the page still shows their saved read, and opened again
+        it is on that server, signed in."""
+        page = self.pages[reader]
+        await self._guarded(reader, page.get_by_text("Review saved by Ada Reader").wait_for())
+        await self.moved_and_still_signed_in(reader)
 
     async def moved_and_still_signed_in(self, reader: int) -> None:
         """A reader whose server died: the page's websocket reconnects through nginx to the other server
@@ -497,6 +511,10 @@ async def _first_half(shifts: Shifts) -> None:
 
 async def _second_half(shifts: Shifts, moved: range) -> None:
     await asyncio.gather(*(shifts.moved_and_still_signed_in(r) for r in moved))
+    # every reader opens the page again for the next film (a fresh worklist): the moved ones on the
+    # other server, the others on their own, which kept their sign-in and their session
+    stayed = [r for r in range(READERS) if r not in moved]
+    await asyncio.gather(*(shifts.still_signed_in(r) for r in stayed))
     await asyncio.gather(*(shifts.save(r, shifts.films[(r + 1) % READERS]) for r in range(READERS)))
 
 
@@ -579,7 +597,10 @@ def test_two_app_servers_behind_nginx_one_killed_mid_shift_lose_no_saved_read(
     log.close()
     saved = sorted(hashes[film] for s in shifts for film in s.films)
     assert len(saved) == 2 * READERS
-    assert sorted(rows["image_sha256"]) == saved  # every saved read, once
+    names = {digest: name for name, digest in hashes.items()}
+    in_trail = sorted(names.get(d, d[:12]) for d in rows["image_sha256"])
+    said_saved = [(s.reader, s.films) for s in shifts]
+    assert sorted(rows["image_sha256"]) == saved, (in_trail, said_saved)  # every saved read, once
     assert set(rows["reader"]) == {"Ada Reader"} and rows["reader_verified"].all()
     assert _verify(audit_url) == {"rows": 2 * READERS, "ok": True, "first_bad_row": None}
     _chain_head_is_exported(audit_url, rows, tmp_path / "heads")
