@@ -14,15 +14,17 @@ from pneumonia.serving.lung_fields import lung_field_mask, lung_outline
 
 LABEL = "Show lung outline (AI-estimated)"
 HELP = (
-    "A faint line around the lung fields as a small network estimates them from the image, so you can see "
-    "whether the heatmap lies on the lungs. An estimate for orientation, not a finding."
+    "A faint line around the lung fields as a small network estimates them from the image: the fields the "
+    "model read its score from (it pools its evidence over them) and the only place the heatmap can light. "
+    "An estimate for orientation, not a finding."
 )
 LINE = {"color": "rgba(255, 255, 255, 0.55)", "width": 1.2, "dash": "dot"}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def outline_fractions(image_sha256: str, _model_input: np.ndarray) -> list[np.ndarray]:
-    """The estimated lung outlines of one image (fractions of width and height), cached by its hash."""
+    """The estimated lung outlines of one image (fractions of width and height), cached by its hash: the
+    same segmenter on the same model input as the score's lung pooling, so the same fields."""
     return lung_outline(lung_field_mask(_model_input))
 
 

@@ -263,6 +263,13 @@ def held_out_calibration(art: Artifacts) -> None:
             widgets.chart_with_answer(charts.held_out_reliability_figure(found.reliability_curve(), found.ece, found.n))
         else:
             st.info(f"{PENDING}: no held-out reliability diagram yet.")
+    shifted = art.test_metrics["calibration"].get("shifted")
+    if shifted:
+        widgets.chart_with_answer(
+            charts.shifted_reliability_figure(shifted),
+            "What the calibration was fitted to carry: tightly framed films and hard normals, which are what made "
+            "the held-out normals harder than the training pool's.",
+        )
 
 
 def subgroup_section(art: Artifacts) -> None:

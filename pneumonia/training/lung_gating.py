@@ -229,11 +229,13 @@ class Variant:
     weighting: str
     refit_c: float | None  # None: the trained heads as they are
     head: tuple[np.ndarray, np.ndarray]  # block-diagonal kernel (1, 1, K * C, K * outputs) and bias
+    fit_frames: tuple[str, ...] = ()  # the re-framed copies the heads were refitted on
 
     @property
     def name(self) -> str:
-        heads = "trained heads" if self.refit_c is None else f"heads refitted (C={self.refit_c:g})"
-        return f"lung-gated/{self.weighting}, {heads}"
+        if self.refit_c is None:
+            return f"lung-gated/{self.weighting}, trained heads"
+        return f"lung-gated/{self.weighting}, heads refitted on {'+'.join(self.fit_frames)} (C={self.refit_c:g})"
 
     def logits(self, frame: dict[str, np.ndarray]) -> np.ndarray:
         """Every member's logits (N, K * outputs) on one extracted frame."""
@@ -282,6 +284,7 @@ def variant_row(variant: Variant, targets: np.ndarray, hard: np.ndarray, oof, ca
         "oof_sensitivity": round(frames["plain"]["sensitivity"], 4),
         "crop125_auc": round(frames["crop125"]["roc_auc"], 4),
         "crop125_specificity": round(frames["crop125"]["specificity"], 4),
+        "crop20_auc": round(frames["crop20"]["roc_auc"], 4),
         "crop20_specificity": round(frames["crop20"]["specificity"], 4),
         "crop10_mean_shift": round(frames["crop10"]["mean_probability_shift"], 4),
         "hard_normal_specificity": round(frames["plain"]["hard_normal_specificity"], 4),
@@ -386,32 +389,43 @@ def stress_metrics(data, variant: Variant, trunks, segmenter, members: MemberFol
     return out
 
 
-SIMPLER_WITHIN = 0.0005  # crop-12.5% AUCs closer than this: the simpler variant (listed first) wins
+SIMPLER_WITHIN = 0.0005  # worst re-framed AUCs closer than this: the simpler variant (listed first) wins
+HEAD_FIT_FRAMES = (("plain", "crop10", "crop125"), ("plain", "crop10", "crop125", "crop20"))
+SHIFTED_FRAMES = ("crop10", "crop125", "crop20", "narrow", "zoomout")
 
 
 def candidate_variants(frames, targets: np.ndarray, members: MemberFolds, head) -> list[Variant]:
     """The gated variants, simplest first: trained heads per weighting, then heads refitted on the
-    lung-pooled features of the films each member trained on (plain, cropped 10% and 12.5%)."""
+    lung-pooled features of the films each member trained on (plain and re-framed copies)."""
     out = [Variant(w, None, head) for w in ("cov", "cov2", "half")]
-    for weighting in ("cov", "cov2"):
-        pooled = {f: frames[f][f"pooled_{weighting}"] for f in ("plain", "crop10", "crop125")}
-        for c in (0.1, 1.0):
-            out.append(Variant(weighting, c, refit_heads(pooled, targets, members, c)))
+    for fit_frames in HEAD_FIT_FRAMES:
+        for weighting, c in (("cov", 0.1), ("cov", 1.0), ("cov2", 0.1)):
+            pooled = {f: frames[f][f"pooled_{weighting}"] for f in fit_frames}
+            out.append(Variant(weighting, c, refit_heads(pooled, targets, members, c), fit_frames))
     return out
 
 
+def worst_shifted_auc(targets: np.ndarray, hard: np.ndarray, oof) -> float:
+    """The lowest out-of-fold AUC over the re-framed copies: the shift a new site's films bring is not
+    known in advance, so a variant is judged by the re-framing it copes with worst."""
+    from sklearn.metrics import roc_auc_score
+
+    pool = ~hard
+    return min(float(roc_auc_score(targets[pool, 0], oof.pneumonia(f)[pool])) for f in SHIFTED_FRAMES)
+
+
 def choose_variant(frames, targets, hard, members, head) -> tuple[Variant, list[dict]]:
-    """The gated variant with the best AUC on films cropped 12.5% per side out of fold (the shift that
-    hurt on the official test), the simpler one within ``SIMPLER_WITHIN``; and every variant's row,
-    the ungated shipped pooling first for comparison."""
+    """The gated variant with the best worst re-framed AUC out of fold, the simpler one within
+    ``SIMPLER_WITHIN``; and every variant's row, the ungated shipped pooling first for comparison."""
     rows, best, best_auc = [], None, -1.0
     baseline = Variant("all", None, head)
     for variant in [baseline, *candidate_variants(frames, targets, members, head)]:
         oof = variant_out_of_fold(variant, frames, members)
         rows.append(variant_row(variant, targets, hard, oof, calibrate_with_shift))
+        rows[-1]["worst_reframed_auc"] = round(worst_shifted_auc(targets, hard, oof), 4)
         log.info("%s: %s", variant.name, rows[-1])
-        if variant is not baseline and rows[-1]["crop125_auc"] > best_auc + SIMPLER_WITHIN:
-            best, best_auc = variant, rows[-1]["crop125_auc"]
+        if variant is not baseline and rows[-1]["worst_reframed_auc"] > best_auc + SIMPLER_WITHIN:
+            best, best_auc = variant, rows[-1]["worst_reframed_auc"]
     return best, rows
 
 
@@ -518,7 +532,10 @@ def regate_model_dir(source: Path, data_dir: str | Path, cache_dir: Path, out: P
     variant, rows = choose_variant(frames, data.targets, hard, members, head)
     cal, sub_cal, ops, oof, metrics = gated_metrics(data, frames, variant, members, trunks, segmenter)
     limits = lung_limits(np.concatenate([frames[f]["share"][~hard] for f in REFRAMES]))
-    chosen_by = f"best out-of-fold AUC on films cropped 12.5% per side among {len(rows) - 1} gated variants"
+    chosen_by = (
+        f"best lowest out-of-fold AUC over the re-framed copies ({', '.join(SHIFTED_FRAMES)}) among "
+        f"{len(rows) - 1} gated variants"
+    )
     out.mkdir(parents=True, exist_ok=True)
     for name in (RUN_FILE, SPLIT_FILE, HISTORY_FILE, "lung_segmenter.onnx", "lung_segmenter.json", "hard_normals.csv"):
         if (source / name).exists() and source != out:
