@@ -221,7 +221,7 @@ def test_a_shift_today_whose_film_no_lost_keys_and_a_prior(shift_app, browser):
                 page.keyboard.press(key)
                 page.wait_for_timeout(120)
             page.get_by_text(lands).first.wait_for(timeout=WAIT_MS)
-    assert _open_film(page) == start
+    page.wait_for_function(f"s => ({_OPEN_FILM})() === s", arg=start, timeout=WAIT_MS)  # its film, drawn
     ends = {}
     with both_cores_busy():
         for key in ("j", "k"):
