@@ -21,11 +21,15 @@ validation_views.held_out_calibration(art)
 validation_views.subgroup_section(art)
 
 st.markdown("### What the heatmap means")
+if meta.extra.get("lung_pooling"):
+    st.markdown(
+        "The score is pooled over the lung fields only, so every map shows only evidence on the lungs: a cell "
+        "outside them carried no weight in the score and is not lit."
+    )
 for method, name in METHODS.items():
-    sentence = heatmap_sentence(method, hard_normals, meta.version) if method != "gradcam++" else None  # = LayerCAM
+    sentence = heatmap_sentence(method, hard_normals, meta.version)
     if sentence:
-        same = " and Grad-CAM++ (the same maps on this network)" if method == "layercam" else ""
-        st.markdown(f"- **{name}{same}, in plain words:** {sentence}")
+        st.markdown(f"- **{name}, in plain words:** {sentence}")
 
 st.markdown("""
 ### Intended use

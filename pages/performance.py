@@ -230,7 +230,8 @@ st.subheader("Technical detail")
 with st.expander("On the training pool (out of fold): metrics, threshold explorer, curves, operating points"):
     st.markdown(validation_views.VALIDATION_WORDS)
     metrics_at_default(art)
-    threshold_explorer(y, p, art.test_metrics["threshold"])
+    # the metadata is the one source of the operating points (test_metrics.json records the same threshold)
+    threshold_explorer(y, p, art.metadata.operating_points[art.metadata.default_operating_point]["threshold"])
     curves_and_calibration(art, y, p)
 with st.expander("Re-framed films: the same films cropped, narrowed and zoomed out"):
     validation_views.reframed_section(art.test_metrics)

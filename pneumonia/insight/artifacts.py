@@ -221,7 +221,8 @@ def heatmap_sentence(
     method: str, n_hard_normals: int, model_version: str | None = None, path: Path = HEATMAP_RESULTS
 ) -> str | None:
     """What the lung-field measurement of a heatmap method means, in one plain sentence (None when not
-    measured). Grad-CAM++ equals LayerCAM on this network, so it reads LayerCAM's figures. Figures measured
+    measured). Grad-CAM++ equalled LayerCAM on the ungated network, so it reads LayerCAM's figures when it
+    was not measured itself. Figures measured
     on another model version than ``model_version`` say so."""
     if not path.exists():
         return None
@@ -231,8 +232,8 @@ def heatmap_sentence(
         f" Measured on model {measured_on}, not this version." if model_version and measured_on != model_version else ""
     )
     groups = result.get("segmenter_fields", {}).get("groups", {})
-    key = HEATMAP_KEYS.get(method, method)
     sick, normal, hard = (groups.get(g, {}) for g in ("pneumonia", "normal", "hard_normal"))
+    key = method if method in sick else HEATMAP_KEYS.get(method, method)  # measured itself, or its equal
     if key not in sick or key not in normal:
         return None
     s, n = sick[key], normal[key]
