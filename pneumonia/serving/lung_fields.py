@@ -24,6 +24,7 @@ import numpy as np
 MODEL_INPUT_SIZE = 224  # the classifier's input side, which masks are returned at
 SEG_SIZE = 128  # the segmenter's input side
 DEFAULT_SEGMENTER = Path(__file__).resolve().parents[2] / "models" / "lung_segmenter.onnx"
+SEG_CHUNK = 32  # films per segmenter run
 MIN_LUNG_SHARE = 0.15  # a second region is kept as a lung when at least this share of the largest
 
 
@@ -77,8 +78,13 @@ class LungSegmenter:
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Lung-field probability per pixel, (N, 224, 224) float32, for model inputs (N, 224, 224, 1)."""
         batch = np.stack([segmenter_input(x, self.size) for x in np.asarray(model_inputs, np.float32)])[..., None]
-        with self._lock:
-            out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0][..., 0]
+        with self._lock:  # in chunks: a U-Net's activations for thousands of films at once would not fit
+            out = np.concatenate(
+                [
+                    self.session.run(None, {self.input_name: np.ascontiguousarray(batch[i : i + SEG_CHUNK])})[0][..., 0]
+                    for i in range(0, len(batch), SEG_CHUNK)
+                ]
+            )
         return np.stack(
             [cv2.resize(p, (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), interpolation=cv2.INTER_LINEAR) for p in out]
         )

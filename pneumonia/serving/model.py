@@ -106,6 +106,8 @@ class Classifier:
         model without lung gating (None, [None, ...]). A film whose fields are refused gets zero weights."""
         if not self.lung_pooling:
             return None, [None] * len(batch)
+        if not len(batch):
+            return np.zeros((0, self.lung_pooling["grid"], self.lung_pooling["grid"], 1), np.float32), []
         masks = self.segmenter.masks(batch)
         fields = [lung_fields.assess_lung_fields(m, self.lung_pooling["limits"]) for m in masks]
         coverage = lung_fields.cell_coverage(masks, int(self.lung_pooling["grid"]))
