@@ -42,7 +42,7 @@ class EnsembleLogits:
 
     @classmethod
     def from_raw(cls, raw: np.ndarray, outputs: list[str]) -> EnsembleLogits:
-        members = raw.reshape(len(raw), -1, len(outputs))
+        members = raw.reshape(len(raw), raw.shape[1] // len(outputs), len(outputs))
         bacterial = members[:, :, outputs.index("bacterial")] if "bacterial" in outputs else None
         return cls(members[:, :, outputs.index("pneumonia")], bacterial)
 
