@@ -421,17 +421,10 @@ async def _sign_in(page, url: str) -> None:
     await page.get_by_role("heading", name="Review chest x-rays").wait_for()
 
 
-async def _save_read(page, runs: ScriptRuns, film: Path, listed: int = 1) -> None:
-    """Upload ``film``, wait for its result and the read form, agree, save, wait for the saved note.
-    In a worklist that already holds films (``listed`` after this upload) the new one is last: Next
-    (J) steps to it, as a reader does."""
+async def _save_read(page, runs: ScriptRuns, film: Path) -> None:
+    """Upload ``film``, wait for its result and the read form, agree, save, wait for the saved note."""
     step = runs.mark()
     await page.locator('input[type="file"]').set_input_files(str(film))
-    if listed > 1:
-        await page.get_by_text(f"Worklist ({listed} scored of {listed})").wait_for()
-        await runs.settled(step)
-        step = runs.mark()
-        await page.get_by_role("button", name="Next", exact=True).click()  # the worklist's Next film (J)
     await page.get_by_role("heading", name=film.name).wait_for()
     await page.get_by_text("Pneumonia probability").wait_for()
     await page.get_by_role("button", name="Save review").wait_for()  # the read form, below the result
@@ -475,8 +468,8 @@ class Shifts:
         self.runs.append(ScriptRuns(page))
         await self._guarded(reader, _sign_in(page, self.url))
 
-    async def save(self, reader: int, film: Path, listed: int = 1) -> None:
-        await self._guarded(reader, _save_read(self.pages[reader], self.runs[reader], film, listed))
+    async def save(self, reader: int, film: Path) -> None:
+        await self._guarded(reader, _save_read(self.pages[reader], self.runs[reader], film))
         self.shifts[reader].films.append(film.name)
 
     async def still_signed_in(self, reader: int) -> None:
