@@ -70,9 +70,12 @@ def write_heatmap(explainer: Explainer | RuntimeGradcam, r: ImageResult, heatmap
     import numpy as np
 
     from pneumonia.core.png import encode_png
-    from pneumonia.serving.explain import overlay
+    from pneumonia.serving.explain import RuntimeGradcam, overlay
 
-    heat = explainer(r.model_input)
+    if isinstance(explainer, RuntimeGradcam) and r.patch_evidence is not None:
+        heat = explainer(r.model_input, r.patch_evidence)  # the scoring pass's evidence: no second pass
+    else:
+        heat = explainer(r.model_input)
     heatmap_dir.mkdir(parents=True, exist_ok=True)
     path = heatmap_dir / f"{Path(r.name).stem}_{explainer.method.replace('+', 'p')}.png"
     path.write_bytes(encode_png(overlay(r.xray.pixels, heat.cam)))

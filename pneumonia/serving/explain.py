@@ -110,10 +110,13 @@ class RuntimeGradcam:
         self.classifier, self.output_index = classifier, output_index
         self.n_outputs = len(classifier.outputs)
 
-    def __call__(self, model_input: np.ndarray) -> Heatmap:
-        batch = np.asarray(model_input, np.float32)[None]
-        evidence = self.classifier.run_graph(batch)[PATCH_EVIDENCE][0]
-        return evidence_heatmap(evidence, batch.shape[1], self.n_outputs, self.output_index)
+    def __call__(self, model_input: np.ndarray, patch_evidence: np.ndarray | None = None) -> Heatmap:
+        """The map of one model input; from ``patch_evidence`` when the scoring pass already gave it
+        (``ImageResult.patch_evidence``: the same forward pass, not run twice)."""
+        size = np.shape(model_input)[0]
+        if patch_evidence is None:
+            patch_evidence = self.classifier.run_graph(np.asarray(model_input, np.float32)[None])[PATCH_EVIDENCE][0]
+        return evidence_heatmap(patch_evidence, size, self.n_outputs, self.output_index)
 
 
 def explainer_for(classifier, method: str = "gradcam", output_index: int = 0):

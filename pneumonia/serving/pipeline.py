@@ -71,6 +71,7 @@ def _fill_prediction(clf: Classifier, result: ImageResult, pred: object) -> None
     result.logit, result.probability = pred.logit, pred.probability
     result.gate = clf.gate.check(result.xray, result.model_input, pred.embedding)
     result.lung_fields = getattr(pred, "lung_fields", None)
+    result.patch_evidence = getattr(pred, "patch_evidence", None)
     if result.lung_fields is not None and result.lung_fields.refusal:
         # scored from the lungs or not at all: never from every cell of a film whose lungs are not found
         result.gate.ok = False

@@ -36,6 +36,8 @@ class ImageResult:
     ensemble_spread: float | None = None  # spread of the ensemble members' probabilities; None for one model
     # the lung fields the score was pooled over (a lung-gated model), drawn by the viewer's outline toggle
     lung_fields: LungFields | None = None
+    # the served graph's gated cell evidence (14, 14, members * outputs): the default heatmap without a second pass
+    patch_evidence: np.ndarray | None = None
 
     @property
     def scored(self) -> bool:
