@@ -9,7 +9,17 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-from pages import film_stepper, identity, lung_outline, pacs_views, reads, resources, widgets, window_drag
+from pages import (
+    film_stepper,
+    identity,
+    lung_outline,
+    pacs_views,
+    reads,
+    resources,
+    validation_views,
+    widgets,
+    window_drag,
+)
 from pages.identity import Role
 from pneumonia.audit import AuditUnavailable
 from pneumonia.core.decode import dicom_context
@@ -104,7 +114,7 @@ def worklist_table(results: list[ImageResult], identities: dict[str, FilmIdentit
     by_item = {i + 1: r for i, r in enumerate(results)}
     rows = [by_item[i] for i in table["item"]]
     table["thumbnail"] = [resources.thumbnail(r.xray.sha256, r.xray.pixels) if r.xray else None for r in rows]
-    # a number, so that sorting the column sorts probabilities (as text ">99.9%" sorted below "2.1%")
+    # a number, so that sorting the column sorts probabilities (as text ">99%" sorted below "2%")
     table["probability_percent"] = [report.probability_percent(r.probability) if r.scored else None for r in rows]
     table["label"] = [r.label or ("not scored" if r.xray else "unreadable") for r in rows]
     table["notes"] = [row_notes(r, dup) for r, dup in zip(rows, table["duplicate_of"])]
@@ -247,6 +257,8 @@ def probability_panel(result: ImageResult, choice: ThresholdChoice) -> None:
         st.metric("Result", result.label, help=f"At the operating point {title}.", width="content")
         st.metric("Threshold", f"{choice.threshold:.1%}", help=f"The cut-off of {title}.", width="content")
     st.markdown(report.threshold_sentence(result, choice, title))
+    if result.probability >= 0.9:  # what the top of the scale can honestly claim
+        st.caption(validation_views.top_of_scale_words(resources.model_artifacts()))
     if result.members_disagree:
         st.warning(
             f"**Members disagree.** The ensemble's models differ on this image (spread {result.ensemble_spread:.2f}): "

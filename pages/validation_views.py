@@ -209,21 +209,22 @@ def board_summary(art: Artifacts, key: str) -> None:
 def pending_summary(art: Artifacts, key: str) -> None:
     meta = art.metadata
     st.warning(
-        f"**{PENDING}** ({meta.version}). Its figures on children it never saw have not been measured yet; the "
-        "training pool's out-of-fold figures are optimistic and are no substitute. Below: the previous version's "
-        "held-out figures, which belong to that version, not this one."
+        f"**{PENDING}** ({meta.version}): not yet measured on children it never saw; the training pool's figures "
+        "are optimistic and no substitute. Below: the previous version's held-out figures (that version's, not "
+        "this one's)."
     )
     previous = previous_held_out(art)
     if previous is None:
         return
-    prevalence = _prevalence(key)
     st.markdown(f"**Previous version {previous.version}** on its {previous.n} held-out children:")
+    table = st.container()  # filled once the prevalence below is known: the table stays on the first screen
+    prevalence = _prevalence(key)
     # point names as this version words them; the training-pool column is this version's, so it is left out
     names = {name: {"label": point.get("label", "")} for name, point in meta.operating_points.items()}
     rows = [
         {k: v for k, v in r.items() if "training pool" not in k} for r in held_out_rows(previous, names, prevalence)
     ]
-    st.markdown(markdown_table(rows))
+    table.markdown(markdown_table(rows))
 
 
 def provenance_section(art: Artifacts) -> None:
@@ -443,3 +444,23 @@ SAFE_USE = """
 - **After go-live:** the Monitoring page shows reads per week, agreement by result, the share the input check
   refused and whether the probabilities drift from the held-out split's, with an alert; export it for the board.
 """
+
+
+def top_of_scale_words(art: Artifacts) -> str:
+    """What a probability of 90% or more can claim: pneumonia's share among such films on the shifted
+    out-of-fold set and on the held-out split (this version's, or the previous version's while pending)."""
+    shifted = (art.test_metrics.get("calibration") or {}).get("shifted") or {}
+    top = next((b for b in shifted.get("bins", []) if b["bin"] == "0.9-1.0"), None)
+    words = []
+    if top:
+        words.append(f"{top['observed']:.1%} of such training-pool films had pneumonia (out of fold, re-framed)")
+    found = evidence(art)
+    which = "this version" if found is not None and found.bins else None
+    if which is None:
+        found = previous_held_out(art)
+        which = f"the previous version {found.version}" if found is not None else None
+    high = [b for b in (found.bins if found is not None else []) if b.get("n") and b["mean_predicted"] >= 0.9]
+    if high:
+        n, k = sum(b["n"] for b in high), sum(b["positives"] for b in high)
+        words.append(f"{k / n:.1%} ({k} of {n}) on the held-out children, for {which}")
+    return ("Films scored 90% or more: " + "; ".join(words) + ".") if words else ""

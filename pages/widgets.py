@@ -184,10 +184,10 @@ WORKLIST_COLUMNS = {
     "thumbnail": st.column_config.ImageColumn("Image", width=50),
     "probability_percent": st.column_config.NumberColumn(
         "Probability",
-        format="%.1f%%",
+        format="%.0f%%",
         width=82,
-        help="Calibrated pneumonia probability; sorts as a number. Shown between 0.1% and 99.9% "
-        "(the open image says '>99.9%' or '<0.1%').",
+        help="Calibrated pneumonia probability; sorts as a number. Shown between 1% and 99% "
+        "(the open image says '>99%' or '<1%': validation cannot support more at the ends).",
     ),
     "label": st.column_config.TextColumn("Result", width=96),
     "reviewed": st.column_config.CheckboxColumn("Reviewed", width=72),

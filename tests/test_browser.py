@@ -434,7 +434,7 @@ def test_your_data_view_shows_a_sites_results(app_url, browser, classifier, samp
     page.get_by_text("Upload a results file", exact=True).wait_for(timeout=WAIT_MS)
     page.locator('input[type="file"]').set_input_files(str(tmp_path / "results.parquet"))
     page.get_by_text("The shipped operating points on your images").wait_for(timeout=WAIT_MS)
-    page.get_by_text("Download validation report (PDF)").wait_for(timeout=WAIT_MS)
+    page.get_by_text("Download validation report for the board (PDF)").wait_for(timeout=WAIT_MS)
     settle(page)
     _no_exception(page)
     assert page.locator(".js-plotly-plot").count() >= 2  # ROC with its band, calibration

@@ -188,7 +188,7 @@ def test_worklist_sorts_by_number_and_its_csv_carries_the_read(samples):
     a = load_xray(samples[0].read_bytes(), samples[0].name)
     b = load_xray(samples[1].read_bytes(), samples[1].name)
     results = [_scored(a, 0.99996), _scored(b, 0.021)]
-    assert [probability_percent(p) for p in (0.99996, 0.021, 0.00001, None)] == [99.9, 2.1, 0.1, None]
+    assert [probability_percent(p) for p in (0.99996, 0.021, 0.00001, None)] == [99.0, 2.1, 1.0, None]
     reviews = {b.sha256: ReaderReview("AB", agrees=False)}
     df = worklist(results, reviewed={b.sha256}, reviews=reviews).set_index("item")
     assert df.loc[2, "reader_read"] == "disagree" and df.loc[1, "reader_read"] == ""

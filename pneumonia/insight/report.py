@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from fpdf import FPDF
 
+from pneumonia.core.labels import probability_in_words
 from pneumonia.core.operating_points import ThresholdChoice
 from pneumonia.core.png import encode_png
 from pneumonia.serving.results import ImageResult
@@ -64,20 +65,16 @@ IMAGE_MAX_HEIGHT_MM = 110  # on the one-page A4 report
 
 
 def format_probability(p: float) -> str:
-    """A percentage that never claims certainty: calibrated scores of 0.9996 show as '>99.9%'."""
-    if p >= 0.999:
-        return ">99.9%"
-    if p <= 0.001:
-        return "<0.1%"
-    return f"{p:.1%}"
+    """As every view words a probability (:func:`pneumonia.core.labels.probability_in_words`)."""
+    return probability_in_words(p)
 
 
 def probability_percent(p: float | None) -> float | None:
-    """The probability in percent for a sortable table column, kept between 0.1 and 99.9 as
-    :func:`format_probability` words it (a 0.9996 never reads as 100%)."""
+    """The probability in percent for a sortable table column, kept between 1 and 99 as
+    :func:`format_probability` words it (a 0.9996 never reads as 100% or 99.96%)."""
     if p is None or p != p:
         return None
-    return round(min(max(float(p) * 100.0, 0.1), 99.9), 1)
+    return round(min(max(float(p) * 100.0, 1.0), 99.0), 1)
 
 
 def _read_words(review) -> str:

@@ -415,5 +415,5 @@ def validate(
         rechosen=rechosen_points(data, prev, n_boot),
         roc=roc_band(data, n_boot=min(n_boot, 200)),
         calibration=calibration(data),
-        reference_name=reference_name if reference is not None else "training pool",
+        reference_name=reference_name,
     )

@@ -268,8 +268,10 @@ def colour_scale(height: int, width: int, colormap: int) -> np.ndarray:
 
 
 def probability_words(p: float) -> str:
-    """As the review page words a probability: never 0% or 100%."""
-    return ">99.9%" if p >= 0.999 else "<0.1%" if p <= 0.001 else f"{p:.1%}"
+    """As the review page words a probability: never 0% or 100%, never tenths at the ends."""
+    from pneumonia.core.labels import probability_in_words
+
+    return probability_in_words(p)
 
 
 def burned_in_lines(model_version: str, finding: Finding | None, flat: bool) -> list[str]:
