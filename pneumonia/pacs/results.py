@@ -363,6 +363,8 @@ def secondary_capture(source: pydicom.Dataset, picture: np.ndarray, finding: Fin
         series_description=SC_SERIES_DESCRIPTION,
     )
     sc.BurnedInAnnotation = "YES"
+    if "Laterality" not in sc:  # General Series type 2C that dciodvfy asks of a chest: both sides, so empty
+        sc.Laterality = ""
     sc.ImageComments = " ".join(burned_in_lines(finding.model_version, finding, False))[:10240]
     ref = pydicom.Dataset()
     ref.ReferencedSOPClassUID = source.SOPClassUID
