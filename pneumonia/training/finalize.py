@@ -375,6 +375,22 @@ def evaluate_ensemble(data: TrainingData, member_files: list[Path]) -> tuple[dic
     return cal, sub_cal, ops, oof, metrics
 
 
+def finalized_run(data: TrainingData, oof: OutOfFold, metadata: ModelMetadata, metrics: dict, gate_params: dict):
+    """What :func:`artifacts.write_finalized` writes: the metadata, gate, metrics, the out-of-fold prediction
+    tables and the failure gallery at the default operating point."""
+    cals = (metadata.calibration, metadata.extra.get("subtype_calibration"))
+    pool_predictions, hard_predictions = prediction_tables(data, oof, cals)
+    pool = ~data.manifest["hard_normal"].to_numpy()
+    failures = failure_gallery(
+        np.asarray(data.x_all[pool], np.float32),
+        pool_predictions["label"].to_numpy(),
+        pool_predictions["probability"].to_numpy(),
+        pool_predictions["file"],
+        metadata.operating_points[DEFAULT_OPERATING_POINT]["threshold"],
+    )
+    return artifacts.FinalizedRun(metadata, gate_params, metrics, pool_predictions, hard_predictions, failures)
+
+
 def finalize(
     data: TrainingData,
     member_files: list[Path],
@@ -397,17 +413,7 @@ def finalize(
     gate_params, metrics["gate"] = fit_gate_on_member(merged, data)
     metadata = build_metadata(artifacts.save_model(merged, out), spec, (cal, sub_cal), ops, run_info)
     metadata.runtime = export_onnx(merged, metadata, out)
-    pool_predictions, hard_predictions = prediction_tables(data, oof, (cal, sub_cal))
-    threshold = ops[DEFAULT_OPERATING_POINT]["threshold"]
-    pool = ~data.manifest["hard_normal"].to_numpy()
-    failures = failure_gallery(
-        np.asarray(data.x_all[pool], np.float32),
-        pool_predictions["label"].to_numpy(),
-        pool_predictions["probability"].to_numpy(),
-        pool_predictions["file"],
-        threshold,
-    )
-    run = artifacts.FinalizedRun(metadata, gate_params, metrics, pool_predictions, hard_predictions, failures)
+    run = finalized_run(data, oof, metadata, metrics, gate_params)
     artifacts.write_finalized(out, run)
     artifacts.write_history(out, [json.loads(p.with_suffix(".json").read_text()) for p in member_files])
     if experiment_log:

@@ -585,17 +585,6 @@ def sample_inputs(paths: list[Path], spec) -> np.ndarray:
 
 def write_gated_artifacts(out: Path, metadata, data, oof, metrics: dict, gate_params: dict) -> None:
     """Test metrics, out-of-fold predictions and the failure gallery of the gated model."""
-    from pneumonia.training.finalize import DEFAULT_OPERATING_POINT, failure_gallery, prediction_tables
+    from pneumonia.training.finalize import finalized_run
 
-    cals = (metadata.calibration, metadata.extra.get("subtype_calibration"))
-    pool_predictions, hard_predictions = prediction_tables(data, oof, cals)
-    pool = ~data.manifest["hard_normal"].to_numpy()
-    failures = failure_gallery(
-        np.asarray(data.x_all[pool], np.float32),
-        pool_predictions["label"].to_numpy(),
-        pool_predictions["probability"].to_numpy(),
-        pool_predictions["file"],
-        metadata.operating_points[DEFAULT_OPERATING_POINT]["threshold"],
-    )
-    run = artifacts.FinalizedRun(metadata, gate_params, metrics, pool_predictions, hard_predictions, failures)
-    artifacts.write_finalized(out, run)
+    artifacts.write_finalized(out, finalized_run(data, oof, metadata, metrics, gate_params))
