@@ -129,7 +129,7 @@ def test_worklist_flags_duplicates_reviewed_and_subtype(samples):
 def test_threshold_sentence_explains_a_high_probability_called_normal():
     r = ImageResult("x", gate=GateResult(True), probability=0.844, threshold=0.9)
     text = threshold_sentence(r, ThresholdChoice("balanced", 0.9, 0.98, 1.0), "Balanced")
-    assert "84.4%" in text and "cut-off" in text and "90.0%" in text and text.endswith("called NORMAL.")
+    assert "of 84%." in text and "cut-off" in text and "90.0%" in text and text.endswith("called NORMAL.")
     assert point_title("high_sensitivity", {"high_sensitivity": {"label": "High sensitivity (misses ...)"}}) == (
         "High sensitivity"
     )

@@ -46,7 +46,7 @@ def threshold_sentence(result: ImageResult, choice: ThresholdChoice, title: str)
     p, t = format_probability(result.probability), f"{choice.threshold:.1%}"
     verdict = "at or above" if result.label == "PNEUMONIA" else "below"
     return (
-        f"The model gives a {p} probability of pneumonia. The operating point ({title}) is a cut-off on "
+        f"The model gives a probability of pneumonia of {p}. The operating point ({title}) is a cut-off on "
         f"that probability: images at or above {t} are called PNEUMONIA. This one is {verdict} it, so it is "
         f"called {result.label}."
     )
