@@ -53,12 +53,13 @@ def operating_point_control(points: dict[str, dict], default: str) -> ThresholdC
         st.caption("A custom threshold has no validated sensitivity or specificity.")
         return resolve_threshold(points, default, custom_threshold=cutoff)
     choice = resolve_threshold(points, default, name)
-    where = points[name].get("validated_on", "validation images")
+    where = points[name].get("validated_on", "the training pool's out-of-fold films (optimistic)")
     if choice.validated:
         st.caption(
             f"Cut-off {choice.threshold:.1%}. On {where} this point found {choice.validation_sensitivity:.1%} of "
             f"pneumonias (sensitivity) and cleared {choice.validation_specificity:.1%} of normals (specificity). "
-            "Expect lower on other hospitals' images."
+            "Expect lower on children it never saw (Model performance: the held-out figures) and on other "
+            "hospitals' images."
         )
     with st.expander("How the operating points differ"):
         widgets.operating_point_table(points)
@@ -450,7 +451,8 @@ def viewer_caption(result: ImageResult, c: dict, target: str) -> str:
     if result.lung_fields is not None:
         words += (
             " The score is read from the lung fields only (the outline toggle shows them), and the map shows only "
-            "the evidence that entered it."
+            "the evidence that entered it: cells of about 16 px on the lungs, so at a lung's edge it may spill a "
+            "little past the outline."
         )
     if c["method"] != "gradcam":
         words += " Slower than Grad-CAM (TensorFlow, about 1 s a film; the neighbours are prepared while you read)."

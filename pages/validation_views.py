@@ -235,7 +235,8 @@ def provenance_section(art: Artifacts) -> None:
   (anterior-posterior, as the data set's paper describes them) taken in routine care. Kermany D. S. et al., *Cell*
   172(5), 2018; CC BY 4.0. **There is no second site**: no figure here comes from another hospital.
 - **Held-out figures:** {SPLIT_WORDS}. This project never trained, calibrated or chose thresholds on them; they
-  are not in its copy of the training data, and each model version is scored on them once. The split was made by
+  are not in its copy of the training data, and each model version is scored on them once, after it is
+  released (until then its figures are pending). The split was made by
   the data set's authors; whether any child appears in both splits was not verified here.
 - **Training-pool figures ("out of fold"):** the {counts.get("pool", art.test_metrics["n"]):,} training and validation
   films, each scored by ensemble members that never saw that child; they helped choose the calibration and the
