@@ -124,14 +124,13 @@ class Classifier:
         if not len(batch):
             batch = np.zeros((1, self.spec.size, self.spec.size, 1), np.float32)
             return {k: v[:0] for k, v in self.run_graph(batch, batch_size).items()}
-        if self.lung_pooling and lung_weights is None:
-            lung_weights = self.lung_inputs(batch)[0]
-        parts = [
-            self.graph.run(
-                batch[i : i + batch_size], None if lung_weights is None else lung_weights[i : i + batch_size]
-            )
-            for i in range(0, len(batch), batch_size)
-        ]
+        parts = []
+        for i in range(0, len(batch), batch_size):
+            chunk = batch[i : i + batch_size]
+            weights = None if lung_weights is None else lung_weights[i : i + batch_size]
+            if self.lung_pooling and weights is None:  # chunk by chunk: the masks' memory stays bounded
+                weights = self.lung_inputs(chunk)[0]
+            parts.append(self.graph.run(chunk, weights))
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def predict(self, batch: np.ndarray) -> list[Prediction]:
