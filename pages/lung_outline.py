@@ -22,10 +22,10 @@ LINE = {"color": "rgba(255, 255, 255, 0.55)", "width": 1.2, "dash": "dot"}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def outline_fractions(image_sha256: str, _model_input: np.ndarray) -> list[np.ndarray]:
-    """The estimated lung outlines of one image (fractions of width and height), cached by its hash: the
-    same segmenter on the same model input as the score's lung pooling, so the same fields."""
-    return lung_outline(lung_field_mask(_model_input))
+def outline_fractions(image_sha256: str, _model_input: np.ndarray, _mask: np.ndarray | None = None) -> list[np.ndarray]:
+    """The lung outlines of one image (fractions of width and height), cached by its hash: the mask the
+    score was pooled over (``ImageResult.lung_fields``) when the model is lung-gated, else the segmenter's."""
+    return lung_outline(lung_field_mask(_model_input) if _mask is None else _mask)
 
 
 def outline_traces(outlines: list[np.ndarray], shape: tuple[int, int]) -> list[go.Scatter]:

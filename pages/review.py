@@ -356,7 +356,8 @@ def viewer_parts(result: ImageResult, c: dict):
         url, shape = resources.display_image(result.xray.sha256, c["level"], c["window"], pixels)
     cam = heat.cam if heat is not None and not heat.flat else None
     target = "the bacterial (rather than viral) score" if c["output"] == 1 else "the pneumonia score"
-    outline = lung_outline.outline_fractions(result.xray.sha256, result.model_input) if c.get("outline") else None
+    used = result.lung_fields.mask if result.lung_fields is not None else None  # the fields the score read
+    outline = lung_outline.outline_fractions(result.xray.sha256, result.model_input, used) if c.get("outline") else None
     return viewer_figure(result.xray.sha256, url, shape, c, target, _cam=cam, _outline=outline), heat, target
 
 
