@@ -437,7 +437,7 @@ def pooling_record(variant: Variant, limits: dict, segmenter: LungSegmenter, cho
         "input": LUNG_WEIGHTS,
         "weights_layer": LUNG_CELL_WEIGHTS_LAYER,
         "grid": GRID,
-        "power": {"cov": 1.0, "cov2": 2.0}[variant.weighting],
+        "power": WEIGHTINGS[variant.weighting],
         "weights": "the share of each cell that the lung segmenter calls lung, to this power, scaled to "
         "average 1 over the cells; the score is the members' mean of their cell logits weighted so",
         "segmenter": segmenter.path.name,
